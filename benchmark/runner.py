@@ -1,0 +1,201 @@
+"""Train and score runs: the loop shared by `benchmark.train` and the study workers."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark import metrics
+from benchmark.data import Dataset, load_dataset
+from benchmark.progress import Progress
+from benchmark.settings import Settings, SettingsError
+from benchmark.trainable import EpochResult, Trainable
+from benchmark.trainables import build, params_class
+
+__all__ = [
+    "RunResult",
+    "load_data",
+    "resolve_device",
+    "score_members",
+    "train_run",
+]
+
+OnEpoch = Callable[[int, dict[str, float]], bool | None]
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; a clear SettingsError for unusable devices."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise SettingsError(f"device {spec!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        index = device.index or 0
+        if count == 0:
+            raise SettingsError(f"device {spec!r} requested but no CUDA GPU is visible; use cpu")
+        if index >= count:
+            raise SettingsError(f"device {spec!r} does not exist: {count} GPU(s) visible")
+    elif device.type != "cpu":
+        raise SettingsError(f"device {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load_data(settings: Settings, device: torch.device) -> Dataset:
+    """The settings' dataset on `device`; loaded once per process and reused."""
+    return _load_data(settings.dataset, settings.data_dir, settings.heldout_size, str(device))
+
+
+@lru_cache(maxsize=8)
+def _load_data(name: str, data_dir: str | None, heldout_size: int, device: str) -> Dataset:
+    return load_dataset(name, data_dir=data_dir, device=device, heldout_size=heldout_size)
+
+
+@dataclass
+class RunResult:
+    """Everything one seed of one configuration produced."""
+
+    variant: str
+    params: dict[str, Any]
+    seed: int
+    status: str
+    """finished | diverged | stopped (stopped early by the caller, e.g. pruned)."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One metrics dict per scored epoch (with its 'epoch')."""
+    g_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    d_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    """Generated samples by sampling mode, for grids (from the last epoch)."""
+    seconds: float = 0.0
+    split_note: str = ""
+    reason: str | None = None
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def score_members(
+    trainable: Trainable,
+    data: Dataset,
+    result: EpochResult,
+    *,
+    n_eval: int,
+    exact: bool,
+    seed: int = 0,
+) -> list[dict[str, float]]:
+    """Per-member metrics of one epoch: losses, loss variance and every distance.
+
+    Distances are measured against the held-out split. The first sampling mode's values are
+    unsuffixed (RealMix: 'buffer', as in training); other modes get a '_<mode>' suffix.
+    """
+    out: list[dict[str, float]] = []
+    for i in range(trainable.size):
+        g, d = result.g_losses[i], result.d_losses[i]
+        out.append(
+            {
+                "g_loss": float(np.mean(g)),
+                "d_loss": float(np.mean(d)),
+                "g_loss_var": metrics.loss_variance(g),
+                "d_loss_var": metrics.loss_variance(d),
+                "oscillation_g": metrics.oscillation(g),
+                "oscillation_d": metrics.oscillation(d),
+                "seconds": result.seconds,
+            }
+        )
+        out[-1]["oscillation"] = 0.5 * (out[-1]["oscillation_g"] + out[-1]["oscillation_d"])
+    for k, mode in enumerate(trainable.sample_modes):
+        samples = trainable.sample(n_eval, mode, seed=seed)
+        suffix = "" if k == 0 else f"_{mode}"
+        for i in range(trainable.size):
+            if not torch.isfinite(samples[i]).all():
+                continue
+            dist = metrics.distances(samples[i], data.heldout, n=n_eval, seed=seed, exact=exact)
+            out[i].update({f"{key}{suffix}": v for key, v in dist.items()})
+    return out
+
+
+def finite(values: Mapping[str, float]) -> bool:
+    return all(math.isfinite(v) for v in values.values())
+
+
+def train_run(
+    variant: str,
+    params: Mapping[str, Any],
+    settings: Settings,
+    *,
+    seed: int,
+    data: Dataset,
+    device: torch.device,
+    on_epoch: OnEpoch | None = None,
+    progress: bool = False,
+    sample_count: int = 64,
+) -> RunResult:
+    """Train one seed of one configuration for `settings.epochs`, scoring as configured.
+
+    `on_epoch(epoch, metrics)` is called after every scored epoch; returning True stops the
+    run (status 'stopped'). A non-finite loss ends it with status 'diverged'.
+    """
+    typed = params_class(variant).from_mapping(params)
+    trainable = build(
+        variant, [typed], data, seeds=[seed], device=device, batch_size=settings.batch_size
+    )
+    run = RunResult(variant, typed.to_dict(), seed, "finished", split_note=data.split_note)
+    bar = Progress(settings.epochs, f"{variant} seed {seed}") if progress else None
+    start = time.perf_counter()
+    g_all: list[np.ndarray] = []
+    d_all: list[np.ndarray] = []
+    for epoch in range(1, settings.epochs + 1):
+        result = trainable.train_epoch()
+        g_all.append(result.g_losses[0])
+        d_all.append(result.d_losses[0])
+        if not (np.isfinite(result.g_losses).all() and np.isfinite(result.d_losses).all()):
+            run.status, run.reason = "diverged", f"non-finite loss in epoch {epoch}"
+            break
+        last = epoch == settings.epochs
+        if not last and epoch % settings.eval_every:
+            continue
+        scores = score_members(
+            trainable,
+            data,
+            result,
+            n_eval=settings.n_eval,
+            exact=last or settings.exact_every_epoch,
+        )[0]
+        scores["epoch"] = float(epoch)
+        run.history.append(scores)
+        if bar is not None:
+            bar.update(epoch, _progress_note(scores))
+        if not finite(scores):
+            run.status, run.reason = "diverged", f"non-finite metric in epoch {epoch}"
+            break
+        if on_epoch is not None and on_epoch(epoch, scores):
+            run.status = "stopped"
+            break
+    run.g_losses = np.concatenate(g_all) if g_all else np.zeros(0)
+    run.d_losses = np.concatenate(d_all) if d_all else np.zeros(0)
+    if run.status != "diverged":
+        run.samples = {
+            mode: trainable.sample(sample_count, mode, seed=1)[0].cpu().numpy()
+            for mode in trainable.sample_modes
+        }
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def _progress_note(scores: Mapping[str, float]) -> str:
+    parts = [f"G {scores['g_loss']:.3f}", f"D {scores['d_loss']:.3f}"]
+    if "w1" in scores:
+        parts.append(f"W1 {scores['w1']:.3f}")
+    parts.append(f"SW2 {scores['sliced_w2']:.4f}")
+    return ", ".join(parts)
+

@@ -1,0 +1,61 @@
+"""Run settings that are never searched: epochs, batch size, dataset, seeds, evaluation size."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A run setting is out of range (CLI exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Fixed settings of a run or a study, kept apart from the searched hyperparameters."""
+
+    epochs: int = 5
+    """Training epochs per run (the paper uses 70 on the full MNIST training split)."""
+    batch_size: int = 128
+    """Minibatch size (the paper's 128)."""
+    dataset: str = "mnist"
+    """One of benchmark.data.DATASETS."""
+    data_dir: str | None = None
+    """Folder holding one sub-folder per dataset; None: MIXBENCH_DATA, cache, Debian, download."""
+    seeds: int = 1
+    """Seeds trained per configuration; a trial's objective is the mean over seeds."""
+    base_seed: int = 0
+    """Seed of the first seed; seed k of a trial is base_seed + k."""
+    heldout_size: int = 2000
+    """Held-out samples carved when a dataset ships only one split."""
+    n_eval: int = 1000
+    """Samples per side for the exact W1 (POT emd2 cost grows about as n^3)."""
+    eval_every: int = 1
+    """Score every k-th epoch (the last epoch is always scored)."""
+    exact_every_epoch: bool = False
+    """Exact W1 at every scored epoch; False: only at the last, sliced W2 for the rest."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 2,
+            "seeds": self.seeds >= 1,
+            "heldout_size": self.heldout_size >= 10,
+            "n_eval": self.n_eval >= 10,
+            "eval_every": self.eval_every >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                bound = 2 if name == "batch_size" else 10 if name in ("heldout_size", "n_eval") else 1
+                raise SettingsError(f"{name}={getattr(self, name)} is invalid; must be >= {bound}")
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def seed_list(self) -> list[int]:
+        return [self.base_seed + k for k in range(self.seeds)]

@@ -1,0 +1,138 @@
+"""python -m benchmark.train: one run of one trainable, no Optuna, for debugging a config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmark.artifacts import json_safe, write_run_artifacts
+from benchmark.data import DATASETS, DataError
+from benchmark.runner import load_data, resolve_device, train_run
+from benchmark.settings import Settings, SettingsError
+from benchmark.trainable import ParamError
+from benchmark.trainables import VARIANTS, params_class
+
+__all__ = ["main", "parse_overrides"]
+
+COLUMNS = (
+    ("epoch", "epoch", "{:>5.0f}"),
+    ("g_loss", "G loss", "{:>7.4f}"),
+    ("d_loss", "D loss", "{:>7.4f}"),
+    ("w1", "W1 exact", "{:>8.4f}"),
+    ("sliced_w2", "SW2", "{:>7.4f}"),
+    ("pixel_w1", "pixel W1", "{:>8.5f}"),
+    ("w1_noise", "W1 noise", "{:>8.4f}"),
+    ("sliced_w2_noise", "SW2 noise", "{:>9.4f}"),
+    ("pixel_w1_noise", "pixW1 noise", "{:>11.5f}"),
+    ("seconds", "sec", "{:>6.1f}"),
+)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """['alpha=0.3', ...] -> {'alpha': '0.3'}; a ParamError for malformed items."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParamError(f"--param {item!r} is not of the form name=value (e.g. alpha=0.3)")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.train",
+        description="Train one GAN variant once and write its metrics, samples and loss curves.",
+    )
+    p.add_argument("--trainable", required=True, help=f"one of {', '.join(VARIANTS)}")
+    p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
+    p.add_argument("--n-eval", type=int, default=1000, help="samples per side for exact W1")
+    p.add_argument("--exact-every-epoch", action="store_true", help="exact W1 every epoch")
+    p.add_argument("--out", default="results/runs", help="parent folder of the run folder")
+    p.add_argument("--name", default=None, help="run folder name (default: generated)")
+    p.add_argument("--list-params", action="store_true", help="print the trainable's params")
+    return p
+
+
+def _row(values: dict[str, float], keys: Sequence[tuple[str, str, str]]) -> str:
+    cells = []
+    for key, title, fmt in keys:
+        v = values.get(key)
+        width = len(fmt.format(0.0))
+        cells.append(fmt.format(v) if v is not None else "-".rjust(width))
+    return " ".join(cells)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cls = params_class(args.trainable)
+        if args.list_params:
+            for name in cls.names():
+                print(f"{cls.describe(name)} (default {getattr(cls(), name)!r})")
+            return 0
+        params = cls.from_mapping(parse_overrides(args.param))
+        settings = Settings(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            base_seed=args.seed,
+            n_eval=args.n_eval,
+            exact_every_epoch=args.exact_every_epoch,
+            device=args.device,
+        )
+        device = resolve_device(settings.device)
+        data = load_data(settings, device)
+    except (ParamError, SettingsError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    print(f"{args.trainable} on {data.name} ({device}): {data.split_note}")
+    print(f"params: {json.dumps(params.to_dict())}")
+    keys = [c for c in COLUMNS if not c[0].endswith("_noise") or args.trainable == "realmix"]
+    print(" ".join(f"{title:>{len(fmt.format(0.0))}}" for _, title, fmt in keys))
+
+    def show(epoch: int, scores: dict[str, float]) -> bool:
+        print(_row(scores, keys), flush=True)
+        return False
+
+    try:
+        result = train_run(
+            args.trainable,
+            params.to_dict(),
+            settings,
+            seed=args.seed,
+            data=data,
+            device=device,
+            on_epoch=show,
+            progress=True,
+        )
+    except (ParamError, SettingsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    name = args.name or f"{args.trainable}-{data.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) / name
+    paths = write_run_artifacts(
+        result, out, data=data, settings=json_safe(settings.__dict__)
+    )
+    if result.status == "diverged":
+        print(f"run diverged: {result.reason}", file=sys.stderr)
+    print(f"status: {result.status}; {result.seconds:.1f}s; wrote {out}/")
+    for kind, path in paths.items():
+        print(f"  {kind}: {path}")
+    return 0 if result.status == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The adversarial training loop shared by every variant, over a population of P members.
+
+A variant supplies a small strategy (how the generator's input is drawn, its discriminator
+and generator losses, an optional per-step hook); this module owns the networks, the
+optimisers, the random streams and the epoch loop. Per-step losses stay on the device and are
+copied to the host once per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from benchmark.data import Dataset
+from benchmark.nets import MemberRNG, StackedAdam, StackedMLP
+from benchmark.trainable import EpochResult, ParamError, TrainableParams
+
+__all__ = ["AdversarialCore", "Strategy", "bce_fake", "bce_real", "eval_seeds", "stack_params"]
+
+G_HIDDEN = (256, 512, 1024)
+D_HIDDEN = (1024, 512, 256)
+
+
+def bce_real(logits: torch.Tensor) -> torch.Tensor:
+    """Per-member mean of -log sigmoid(logits): the BCE against label 1. logits: (P, B, 1)."""
+    return F.softplus(-logits).mean(dim=(1, 2))
+
+
+def bce_fake(logits: torch.Tensor) -> torch.Tensor:
+    """Per-member mean of -log(1 - sigmoid(logits)): the BCE against label 0."""
+    return F.softplus(logits).mean(dim=(1, 2))
+
+
+def stack_params(
+    params: Sequence[TrainableParams], names: Sequence[str], device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Searched hyperparameters as (P,) float32 tensors, one entry per member."""
+    return {
+        n: torch.tensor([float(getattr(p, n)) for p in params], device=device) for n in names
+    }
+
+
+def shared_value(params: Sequence[TrainableParams], name: str) -> Any:
+    """A structural parameter that every member of a population must share."""
+    values = {getattr(p, name) for p in params}
+    if len(values) != 1:
+        raise ParamError(
+            f"parameter {name} changes tensor shapes and must be equal across a population; "
+            f"got {sorted(values)}"
+        )
+    return values.pop()
+
+
+def eval_seeds(seeds: Sequence[int], seed: int) -> list[int]:
+    """Seeds of the private sampling streams, so evaluation never perturbs training."""
+    return [(int(s) * 1_000_003 + 7919 * (seed + 1)) % (2**62) for s in seeds]
+
+
+class Strategy(Protocol):
+    """What a variant plugs into the loop."""
+
+    def before_step(self, core: AdversarialCore) -> None: ...
+
+    def generator_input(
+        self, core: AdversarialCore, n: int, rng: MemberRNG, mode: str | None
+    ) -> torch.Tensor: ...
+
+    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(P,) discriminator losses; `fake` is detached."""
+        ...
+
+    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """(P,) generator losses; `fake` carries the generator's graph."""
+        ...
+
+
+class AdversarialCore:
+    """Generator, discriminator, their optimisers and the members' random streams."""
+
+    def __init__(
+        self,
+        *,
+        data: Dataset,
+        seeds: Sequence[int],
+        device: torch.device,
+        batch_size: int,
+        g_in: int,
+        hp: Mapping[str, torch.Tensor],
+        d_cond_dim: int = 0,
+    ) -> None:
+        if batch_size > data.train.shape[0]:
+            raise ParamError(
+                f"batch_size {batch_size} exceeds the {data.train.shape[0]} training samples"
+            )
+        self.data = data
+        self.train_x = data.train.to(device)
+        self.device = device
+        self.seeds = [int(s) for s in seeds]
+        self.batch_size = batch_size
+        self.hp = dict(hp)
+        self.rng = MemberRNG(self.seeds, device)
+        dim = data.dim
+        self.G = StackedMLP((g_in, *G_HIDDEN, dim), self.rng, out_tanh=data.bounded)
+        self.D = StackedMLP((dim, *D_HIDDEN, 1), self.rng, out_tanh=False, cond_dim=d_cond_dim)
+        self.opt_g = StackedAdam(
+            list(self.G.parameters()), lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"]
+        )
+        self.opt_d = StackedAdam(
+            list(self.D.parameters()), lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"]
+        )
+        self.epoch = 0
+
+    @property
+    def size(self) -> int:
+        return self.rng.size
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.train_x.shape[0] // self.batch_size
+
+    def discriminate(
+        self, x: torch.Tensor, *, cond: torch.Tensor | None = None, train: bool = True
+    ) -> torch.Tensor:
+        return self.D(
+            x, dropout=self.hp["dropout_d"] if train else None, rng=self.rng, cond=cond
+        )
+
+    def train_epoch(self, strategy: Strategy) -> EpochResult:
+        """One pass over the training split (last partial batch dropped), every member at once."""
+        start = time.perf_counter()
+        steps, bsz, p = self.steps_per_epoch, self.batch_size, self.size
+        perm = self.rng.randperm(self.train_x.shape[0])
+        g_buf = torch.zeros(p, steps, device=self.device)
+        d_buf = torch.zeros(p, steps, device=self.device)
+        for s in range(steps):
+            real = self.train_x[perm[:, s * bsz : (s + 1) * bsz]]
+            strategy.before_step(self)
+            z_in = strategy.generator_input(self, bsz, self.rng, None)
+            fake = self.G(z_in, dropout=self.hp["dropout_g"], rng=self.rng)
+
+            d_loss = strategy.d_loss(self, real, fake.detach())
+            self.opt_d.zero_grad()
+            d_loss.sum().backward()
+            self.opt_d.step()
+
+            g_loss = strategy.g_loss(self, real, fake)
+            self.opt_g.zero_grad()
+            g_loss.sum().backward()
+            self.opt_g.step()
+
+            g_buf[:, s] = g_loss.detach()
+            d_buf[:, s] = d_loss.detach()
+        self.epoch += 1
+        return EpochResult(
+            g_losses=g_buf.cpu().numpy().astype(np.float64),
+            d_losses=d_buf.cpu().numpy().astype(np.float64),
+            seconds=time.perf_counter() - start,
+        )
+
+    @torch.no_grad()
+    def generate(self, strategy: Strategy, n: int, mode: str | None, seed: int) -> torch.Tensor:
+        """(P, n, D) samples in eval mode (no dropout) from a private seeded stream."""
+        rng = MemberRNG(eval_seeds(self.seeds, seed), self.device)
+        chunks, done = [], 0
+        while done < n:
+            k = min(2048, n - done)
+            chunks.append(self.G(strategy.generator_input(self, k, rng, mode)))
+            done += k
+        return torch.cat(chunks, dim=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(),
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        self.epoch = int(state["epoch"])

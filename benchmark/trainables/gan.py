@@ -1,0 +1,99 @@
+"""Standard GAN (Goodfellow et al. 2014) with MLPs, BCE and the non-saturating generator loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from benchmark.data import Dataset
+from benchmark.nets import MemberRNG
+from benchmark.trainable import EpochResult, ParamError, TrainableParams, param
+from benchmark.trainables.core import AdversarialCore, bce_fake, bce_real, shared_value, stack_params
+
+__all__ = ["GANParams", "StandardGAN"]
+
+SEARCHED = ("lr", "beta1", "beta2", "dropout_g", "dropout_d")
+
+
+@dataclass(frozen=True)
+class GANParams(TrainableParams):
+    """Hyperparameters of the standard GAN (defaults: the MixBench brief's baseline)."""
+
+    variant: ClassVar[str] = "gan"
+
+    lr: float = param(2e-4, low=0.0, high=1.0, low_open=True, help="Adam learning rate (G and D)")
+    beta1: float = param(0.9, low=0.0, high=1.0, high_open=True, help="Adam beta1")
+    beta2: float = param(0.999, low=0.0, high=1.0, high_open=True, help="Adam beta2")
+    dropout_g: float = param(0.0, low=0.0, high=1.0, high_open=True, help="dropout in G")
+    dropout_d: float = param(0.0, low=0.0, high=1.0, high_open=True, help="dropout in D")
+    z_dim: int = param(100, low=1, high=4096, help="latent dimension")
+
+
+def check_sample_mode(variant: str, modes: Sequence[str], mode: str | None) -> str:
+    """The requested sampling mode, defaulting to the first; a clear error otherwise."""
+    if mode is None:
+        return modes[0]
+    if mode not in modes:
+        raise ParamError(f"{variant}: sample mode {mode!r} unknown; valid: {', '.join(modes)}")
+    return mode
+
+
+class StandardGAN:
+    """Population of standard GANs: D learns real vs fake, G maximises log D(G(z))."""
+
+    name: ClassVar[str] = "gan"
+    sample_modes: ClassVar[tuple[str, ...]] = ("default",)
+    params_class: ClassVar[type[GANParams]] = GANParams
+
+    def __init__(
+        self,
+        params: Sequence[GANParams],
+        data: Dataset,
+        *,
+        seeds: Sequence[int],
+        device: torch.device,
+        batch_size: int = 128,
+    ) -> None:
+        self.params = list(params)
+        self.z_dim = int(shared_value(self.params, "z_dim"))
+        self.core = AdversarialCore(
+            data=data,
+            seeds=seeds,
+            device=device,
+            batch_size=batch_size,
+            g_in=self.z_dim,
+            hp=stack_params(self.params, SEARCHED, device),
+        )
+        self.size = self.core.size
+
+    # strategy hooks
+    def before_step(self, core: AdversarialCore) -> None:
+        pass
+
+    def generator_input(
+        self, core: AdversarialCore, n: int, rng: MemberRNG, mode: str | None
+    ) -> torch.Tensor:
+        return rng.randn(n, self.z_dim)
+
+    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return bce_real(core.discriminate(real)) + bce_fake(core.discriminate(fake))
+
+    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return bce_real(core.discriminate(fake))
+
+    # Trainable
+    def train_epoch(self) -> EpochResult:
+        return self.core.train_epoch(self)
+
+    def sample(self, n: int, mode: str | None = None, seed: int = 0) -> torch.Tensor:
+        mode = check_sample_mode(self.name, self.sample_modes, mode)
+        return self.core.generate(self, n, mode, seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"core": self.core.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.core.load_state_dict(state["core"])
