@@ -63,7 +63,9 @@ def write_run_artifacts(
     paths["metrics"].write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     if len(result.g_losses):
         paths["losses"] = figures.loss_curves(
-            {result.variant: result.g_losses}, {result.variant: result.d_losses}, out / "losses.png"
+            {result.variant: result.g_losses},
+            {result.variant: result.d_losses},
+            out / "losses.png",
         )
     centers = None
     if data is not None and "centers" in data.extra:

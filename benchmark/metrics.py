@@ -64,7 +64,7 @@ class WResult:
     """POT's solver message when it did not reach optimality, e.g. the iteration limit."""
 
 
-def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
+def _to_numpy(x: ArrayLike, name: str, *, check_finite: bool = True) -> np.ndarray:
     """(N, D) float64 numpy copy of a tensor (any device) or array; 1-D input becomes (N, 1)."""
     if isinstance(x, torch.Tensor):
         arr = x.detach().to("cpu", torch.float64).numpy()
@@ -79,6 +79,11 @@ def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty; pass at least one sample")
+    if check_finite and not np.isfinite(arr).all():
+        raise ValueError(
+            f"{name} contains NaN or inf ({int((~np.isfinite(arr)).any(1).sum())} of "
+            f"{arr.shape[0]} samples); distances are undefined (a diverged generator?)"
+        )
     return np.ascontiguousarray(arr)
 
 
@@ -119,10 +124,15 @@ def wasserstein1(x: ArrayLike, y: ArrayLike, *, num_itermax: int = 1_000_000) ->
     for w in others:  # unrelated warnings are passed on, not swallowed
         warnings.warn(w.message, w.category, stacklevel=2)
     if message is not None:
+        hint = (
+            f" Raise num_itermax (now {num_itermax}) or reduce the sample count "
+            f"({xa.shape[0]} x {ya.shape[0]})."
+            if _POT_ITERMAX_TEXT in message
+            else ""
+        )
         warnings.warn(
             f"exact W1 did not reach optimality ({message.strip()}); the solver's value "
-            f"{float(value):.6g} is not W1 and not a bound on it. Raise num_itermax (now "
-            f"{num_itermax}) or reduce the sample count ({xa.shape[0]} x {ya.shape[0]}).",
+            f"{float(value):.6g} is not W1 and not a bound on it.{hint}",
             UserWarning,
             stacklevel=2,
         )
@@ -179,8 +189,8 @@ def _take(x: ArrayLike, idx: np.ndarray, name: str) -> np.ndarray:
             )
         # index on the tensor's own device: only the subsample travels to the CPU
         x = x.detach()[torch.as_tensor(idx, device=x.device)]
-        return _to_numpy(x, name)
-    return _to_numpy(x, name)[idx]
+        return _to_numpy(x, name, check_finite=False)
+    return _to_numpy(x, name, check_finite=False)[idx]
 
 
 def _length(x: ArrayLike) -> int:
@@ -202,7 +212,9 @@ def distances(
     Draws n of each (all when fewer, or when n is None) deterministically from `seed`, then
     returns {"w1", "w1_converged", "sliced_w2", "pixel_w1"}; "w1" and "w1_converged" are
     omitted when `exact` is False. When the exact solver stops before optimality, "w1" is NaN
-    (with "w1_converged" 0.0 and a UserWarning) rather than a wrong number. See
+    (with "w1_converged" 0.0 and a UserWarning) rather than a wrong number. Non-finite
+    generated samples (a diverged generator) give NaN for every distance, with a UserWarning;
+    a non-finite held-out split raises ValueError. See
     `METRIC_LABELS` for what each key means.
     """
     if n is not None and n < 1:
@@ -214,6 +226,18 @@ def distances(
             f"generated and heldout must have the same feature dimension, got {gen.shape[1]} "
             f"and {held.shape[1]}"
         )
+    if not np.isfinite(held).all():
+        raise ValueError("heldout contains NaN or inf; the held-out split itself is broken")
+    if not np.isfinite(gen).all():
+        # a diverged generator is an outcome of the search, not a bug: score it NaN, loudly
+        warnings.warn(
+            "generated samples contain NaN or inf (diverged generator?); every distance is NaN",
+            UserWarning,
+            stacklevel=2,
+        )
+        nan = float("nan")
+        failed = {"w1": nan, "w1_converged": 0.0} if exact else {}
+        return failed | {"sliced_w2": nan, "pixel_w1": nan}
     out: dict[str, float] = {}
     if exact:
         w1 = wasserstein1(gen, held, num_itermax=num_itermax)

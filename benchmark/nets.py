@@ -74,9 +74,7 @@ class MemberRNG:
         return out
 
     def randperm(self, n: int) -> torch.Tensor:
-        return torch.stack(
-            [torch.randperm(n, generator=g, device=self.device) for g in self.gens]
-        )
+        return torch.stack([torch.randperm(n, generator=g, device=self.device) for g in self.gens])
 
     def get_state(self) -> list[torch.Tensor]:
         return [g.get_state() for g in self.gens]

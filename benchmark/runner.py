@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import torch
 
 from benchmark import metrics
 from benchmark.data import Dataset, load_dataset
+from benchmark.evaluate import extra_metrics
 from benchmark.progress import Progress
 from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import EpochResult, Trainable
@@ -37,7 +37,9 @@ def resolve_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise SettingsError(f"device {spec!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+        raise SettingsError(
+            f"device {spec!r} is not valid; use auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type == "cuda":
         count = torch.cuda.device_count()
         index = device.index or 0
@@ -52,12 +54,33 @@ def resolve_device(spec: str) -> torch.device:
 
 def load_data(settings: Settings, device: torch.device) -> Dataset:
     """The settings' dataset on `device`; loaded once per process and reused."""
-    return _load_data(settings.dataset, settings.data_dir, settings.heldout_size, str(device))
+    return _load_data(
+        settings.dataset,
+        settings.data_dir,
+        settings.heldout_size,
+        settings.train_size,
+        settings.batch_size,
+        str(device),
+    )
 
 
 @lru_cache(maxsize=8)
-def _load_data(name: str, data_dir: str | None, heldout_size: int, device: str) -> Dataset:
-    return load_dataset(name, data_dir=data_dir, device=device, heldout_size=heldout_size)
+def _load_data(
+    name: str,
+    data_dir: str | None,
+    heldout_size: int,
+    train_size: int | None,
+    batch_size: int,
+    device: str,
+) -> Dataset:
+    return load_dataset(
+        name,
+        data_dir=data_dir,
+        device=device,
+        heldout_size=heldout_size,
+        train_size=train_size,
+        batch_size=batch_size,
+    )
 
 
 @dataclass
@@ -92,6 +115,7 @@ def score_members(
     n_eval: int,
     exact: bool,
     seed: int = 0,
+    extra: bool = False,
 ) -> list[dict[str, float]]:
     """Per-member metrics of one epoch: losses, loss variance and every distance.
 
@@ -120,12 +144,10 @@ def score_members(
             if not torch.isfinite(samples[i]).all():
                 continue
             dist = metrics.distances(samples[i], data.heldout, n=n_eval, seed=seed, exact=exact)
+            if extra:
+                dist.update(extra_metrics(samples[i], data, n=n_eval))
             out[i].update({f"{key}{suffix}": v for key, v in dist.items()})
     return out
-
-
-def finite(values: Mapping[str, float]) -> bool:
-    return all(math.isfinite(v) for v in values.values())
 
 
 def train_run(
@@ -170,13 +192,14 @@ def train_run(
             result,
             n_eval=settings.n_eval,
             exact=last or settings.exact_every_epoch,
+            extra=last and settings.extra_metrics,
         )[0]
         scores["epoch"] = float(epoch)
         run.history.append(scores)
         if bar is not None:
             bar.update(epoch, _progress_note(scores))
-        if not finite(scores):
-            run.status, run.reason = "diverged", f"non-finite metric in epoch {epoch}"
+        if "sliced_w2" not in scores:  # score_members skips non-finite samples
+            run.status, run.reason = "diverged", f"non-finite samples in epoch {epoch}"
             break
         if on_epoch is not None and on_epoch(epoch, scores):
             run.status = "stopped"
@@ -198,4 +221,3 @@ def _progress_note(scores: Mapping[str, float]) -> str:
         parts.append(f"W1 {scores['w1']:.3f}")
     parts.append(f"SW2 {scores['sliced_w2']:.4f}")
     return ", ".join(parts)
-

@@ -30,12 +30,16 @@ class Settings:
     """Seed of the first seed; seed k of a trial is base_seed + k."""
     heldout_size: int = 2000
     """Held-out samples carved when a dataset ships only one split."""
+    train_size: int | None = None
+    """Use only this many training samples (a seeded subset); None: all of them."""
     n_eval: int = 1000
     """Samples per side for the exact W1 (POT emd2 cost grows about as n^3)."""
     eval_every: int = 1
     """Score every k-th epoch (the last epoch is always scored)."""
     exact_every_epoch: bool = False
     """Exact W1 at every scored epoch; False: only at the last, sliced W2 for the rest."""
+    extra_metrics: bool = False
+    """Also score copying and class/mode coverage (benchmark.evaluate) at the last epoch."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
 
@@ -50,7 +54,9 @@ class Settings:
         }
         for name, ok in checks.items():
             if not ok:
-                bound = 2 if name == "batch_size" else 10 if name in ("heldout_size", "n_eval") else 1
+                bound = (
+                    2 if name == "batch_size" else 10 if name in ("heldout_size", "n_eval") else 1
+                )
                 raise SettingsError(f"{name}={getattr(self, name)} is invalid; must be >= {bound}")
 
     def replace(self, **changes: object) -> Settings:

@@ -195,7 +195,9 @@ def _check_confidence(confidence: float) -> float:
 
 def _check_n_boot(n_boot: int) -> int:
     if int(n_boot) != n_boot or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer (>= 1000 recommended); got {n_boot!r}.")
+        raise ValueError(
+            f"n_boot must be a positive integer (>= 1000 recommended); got {n_boot!r}."
+        )
     return int(n_boot)
 
 
@@ -262,8 +264,11 @@ def bootstrap_ci(
 
     Returns:
         An `Interval`. With a single value the interval collapses to the estimate and is
-        flagged ``degenerate=True``. With few runs (< ~10) percentile intervals are known to
-        be too narrow; report ``n`` next to them.
+        flagged ``degenerate=True``. With few runs percentile intervals are too narrow (the
+        resampled spread is (n - 1) / n of the true one, and z- rather than t-quantiles are
+        implied): a nominal 95% CI of the mean of 3 / 5 / 10 normal values covers about
+        72% / 84% / 91% (measured). Report ``n``
+        beside every interval; `verdict` also requires a t-test, which accounts for n.
     """
     arr = _as_sample(values, "values")
     confidence = _check_confidence(confidence)
@@ -671,7 +676,9 @@ def _contrast_welch_p(coef: np.ndarray, cell_values: Sequence[np.ndarray]) -> fl
     removed, using only within-cell (seed) variance.
     """
     means = np.array([v.mean() for v in cell_values])
-    terms = np.array([c**2 * v.var(ddof=1) / v.size for c, v in zip(coef, cell_values, strict=True)])
+    terms = np.array(
+        [c**2 * v.var(ddof=1) / v.size for c, v in zip(coef, cell_values, strict=True)]
+    )
     se2 = float(terms.sum())
     if se2 == 0.0:
         return None
@@ -686,12 +693,19 @@ def _aligned_mannwhitney_p(pattern: np.ndarray, cell_values: Sequence[np.ndarray
     """Mann-Whitney U of the two halves of ``pattern`` after aligning the response.
 
     Aligned rank transform (Higgins & Tashtoush 1994; Wobbrock et al. 2011): every run keeps
-    its residual from its cell mean plus only the effect under test, so other factors'
-    effects cannot mask or fake it. With one factor this is the plain Mann-Whitney test.
+    its (rescaled) residual from its cell mean plus only the effect under test, so other
+    factors' effects cannot mask or fake it. Approximate: for strongly skewed responses and
+    2-3 seeds per cell its level is about 0.08 at a nominal 0.05 (0.05 for normal noise).
     """
     means = np.array([v.mean() for v in cell_values])
     beta = float(np.mean(means * pattern))  # this effect's component of the cell means
-    aligned = [v - m + beta * x for v, m, x in zip(cell_values, means, pattern, strict=True)]
+    # Residuals from an estimated cell mean are shrunk by (n - 1) / n in variance; rescaling
+    # them back keeps the test near its nominal level with 2-3 seeds per cell (measured by
+    # simulation: about 0.05 for normal noise; without it 0.13 with 2 seeds).
+    aligned = [
+        (v - m) * math.sqrt(v.size / (v.size - 1)) + beta * x
+        for v, m, x in zip(cell_values, means, pattern, strict=True)
+    ]
     high = np.concatenate([r for r, x in zip(aligned, pattern, strict=True) if x > 0])
     low = np.concatenate([r for r, x in zip(aligned, pattern, strict=True) if x < 0])
     return float(sps.mannwhitneyu(high, low, alternative="two-sided").pvalue)
@@ -726,16 +740,20 @@ def factorial_effects(
       factors' cells);
     - interaction A:B: the effect of A at B=high minus the effect of A at B=low.
 
-    CIs: percentile bootstrap over runs, resampled within each cell (stratified), so the
-    design stays intact. p-values compare the two halves of the runs (A high vs low for a main
-    effect; A and B at the same vs different levels for A:B, the classical 2^k interaction
-    contrast) with the other factors' effects taken out, so a strong factor neither masks nor
-    fakes a weak one:
+    CIs: percentile bootstrap over runs, resampled within each cell (stratified) so the design
+    stays intact, with residuals inflated by sqrt(n/(n-1)) so intervals from 2-4 seeds per
+    cell keep closer to their nominal coverage (measured for 95% CIs, normal noise, 2^3
+    design: 0.89 / 0.92 / 0.94 with 2 / 3 / 5 seeds per cell; 0.76 / 0.85 / 0.90 without the
+    inflation). With 2 seeds per cell the intervals are still somewhat narrow.
+
+    p-values compare the two halves of the runs (A high vs low for a main effect; A and B at
+    the same vs different levels for A:B, the classical 2^k interaction contrast) with the
+    other factors' effects taken out, so a strong factor neither masks nor fakes a weak one:
     - 'welch': Welch-Satterthwaite t-test of the effect's cell-mean contrast, using only the
       within-cell (seed) variances; with k=1 it is exactly Welch's two-sample t-test.
     - 'mannwhitney': Mann-Whitney U of the halves after aligning the response (aligned rank
-      transform: each run's residual from its cell mean plus the tested effect only); with
-      k=1 it is exactly the plain Mann-Whitney test.
+      transform: each run's residual from its cell mean plus the tested effect only);
+      approximate, slightly liberal for skewed responses with 2-3 seeds per cell.
     All p-values are Holm-corrected together; an undefined test (zero within-cell spread)
     counts as p=1 in the family and is reported as NaN.
 
@@ -813,10 +831,16 @@ def factorial_effects(
     cell_means = np.array([v.mean() for v in cell_values])
     estimates = cell_means @ contrast
 
+    # Resample each cell's runs around its mean with residuals inflated by sqrt(n / (n - 1))
+    # (Davison & Hinkley 1997, "modified residuals"): a plain bootstrap of n runs has variance
+    # (n - 1) / n of the true one, which with 2-3 seeds per cell makes 95% intervals cover
+    # only 76-85% of the time.
     rng = np.random.default_rng(seed)
-    boot_means = np.column_stack(
-        [v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1) for v in cell_values]
-    )
+    boot_cols = []
+    for v, m in zip(cell_values, (v.mean() for v in cell_values), strict=True):
+        modified = m + (v - m) * math.sqrt(v.size / (v.size - 1))
+        boot_cols.append(modified[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1))
+    boot_means = np.column_stack(boot_cols)
     boot_effects = boot_means @ contrast
     a_conf = 1.0 - confidence
     ci_low = np.quantile(boot_effects, a_conf / 2.0, axis=0)

@@ -56,8 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
+    p.add_argument("--train-size", type=int, default=None, help="use N training samples")
     p.add_argument("--n-eval", type=int, default=1000, help="samples per side for exact W1")
     p.add_argument("--exact-every-epoch", action="store_true", help="exact W1 every epoch")
+    p.add_argument(
+        "--extra-metrics",
+        action="store_true",
+        help="also score copying and class/mode coverage at the last epoch",
+    )
     p.add_argument("--out", default="results/runs", help="parent folder of the run folder")
     p.add_argument("--name", default=None, help="run folder name (default: generated)")
     p.add_argument("--list-params", action="store_true", help="print the trainable's params")
@@ -66,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _row(values: dict[str, float], keys: Sequence[tuple[str, str, str]]) -> str:
     cells = []
-    for key, title, fmt in keys:
+    for key, _title, fmt in keys:
         v = values.get(key)
         width = len(fmt.format(0.0))
         cells.append(fmt.format(v) if v is not None else "-".rjust(width))
@@ -89,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             data_dir=args.data_dir,
             base_seed=args.seed,
             n_eval=args.n_eval,
+            train_size=args.train_size,
+            extra_metrics=args.extra_metrics,
             exact_every_epoch=args.exact_every_epoch,
             device=args.device,
         )
@@ -121,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamError, SettingsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = args.name or f"{args.trainable}-{data.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out = Path(args.out) / name
-    paths = write_run_artifacts(
-        result, out, data=data, settings=json_safe(settings.__dict__)
+    name = (
+        args.name or f"{args.trainable}-{data.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    out = Path(args.out) / name
+    paths = write_run_artifacts(result, out, data=data, settings=json_safe(settings.__dict__))
     if result.status == "diverged":
         print(f"run diverged: {result.reason}", file=sys.stderr)
     print(f"status: {result.status}; {result.seconds:.1f}s; wrote {out}/")

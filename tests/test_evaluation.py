@@ -97,7 +97,7 @@ def test_kmeans_recovers_separated_blobs():
     assert len(set(mapping.values())) == 3
     assert torch.equal(labels, torch.tensor([mapping[int(t)] for t in truth]))
     for t in range(3):
-        assert torch.allclose(centres[mapping[t]], x[truth == t].mean(0), atol=1e-5)
+        assert torch.allclose(centres[mapping[t]], x[truth == t].double().mean(0), atol=1e-5)
     again = kmeans(x, 3, seed=0)
     assert torch.equal(again[1], labels)
 
@@ -168,6 +168,8 @@ def test_copy_detection_errors_name_the_parameter():
         copy_detection(x, torch.zeros(10, 4), x)
     with pytest.raises(ValueError, match=r"samples\[i\]"):
         copy_detection(torch.zeros(2, 10, 3), x, x)
+    with pytest.raises(ValueError, match="generated contains NaN"):
+        copy_detection(torch.full((10, 3), math.nan), x, x)
 
 
 # ------------------------------------------------------------------------ 2-D mode coverage

@@ -195,6 +195,20 @@ def test_distances_exact_false_omits_w1_and_accepts_tensors():
             assert out[key] == pytest.approx(value, rel=1e-9), (device, key)
 
 
+def test_non_finite_samples():
+    held = _rng(12).normal(size=(40, 3))
+    gen = held.copy()
+    gen[3, 1] = np.nan
+    with pytest.warns(UserWarning, match="diverged"):
+        out = distances(gen, held)
+    assert out["w1_converged"] == 0.0
+    assert all(math.isnan(out[k]) for k in ("w1", "sliced_w2", "pixel_w1"))
+    with pytest.raises(ValueError, match="heldout contains NaN"):
+        distances(held, gen)
+    with pytest.raises(ValueError, match="x contains NaN"):
+        wasserstein1(gen, held)
+
+
 def test_distances_rejects_bad_n_and_population_tensors():
     with pytest.raises(ValueError, match="n must be >= 1"):
         distances(np.zeros((3, 2)), np.zeros((3, 2)), n=0)

@@ -20,7 +20,16 @@ from benchmark.data import Dataset
 from benchmark.nets import MemberRNG, StackedAdam, StackedMLP
 from benchmark.trainable import EpochResult, ParamError, TrainableParams
 
-__all__ = ["AdversarialCore", "Strategy", "bce_fake", "bce_real", "eval_seeds", "stack_params"]
+__all__ = [
+    "AdversarialCore",
+    "Strategy",
+    "bce_fake",
+    "bce_real",
+    "eval_seeds",
+    "nonsaturating_g_loss",
+    "stack_params",
+    "vanilla_d_loss",
+]
 
 G_HIDDEN = (256, 512, 1024)
 D_HIDDEN = (1024, 512, 256)
@@ -36,13 +45,23 @@ def bce_fake(logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits).mean(dim=(1, 2))
 
 
+def vanilla_d_loss(core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """(P,) BCE of D on real (label 1) plus on generated (label 0) samples."""
+    return bce_real(core.discriminate(real)) + bce_fake(core.discriminate(fake))
+
+
+def nonsaturating_g_loss(
+    core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """(P,) -log D(G(z)), the non-saturating generator loss."""
+    return bce_real(core.discriminate(fake))
+
+
 def stack_params(
     params: Sequence[TrainableParams], names: Sequence[str], device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Searched hyperparameters as (P,) float32 tensors, one entry per member."""
-    return {
-        n: torch.tensor([float(getattr(p, n)) for p in params], device=device) for n in names
-    }
+    return {n: torch.tensor([float(getattr(p, n)) for p in params], device=device) for n in names}
 
 
 def shared_value(params: Sequence[TrainableParams], name: str) -> Any:
@@ -70,11 +89,15 @@ class Strategy(Protocol):
         self, core: AdversarialCore, n: int, rng: MemberRNG, mode: str | None
     ) -> torch.Tensor: ...
 
-    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(
+        self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
         """(P,) discriminator losses; `fake` is detached."""
         ...
 
-    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(
+        self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
         """(P,) generator losses; `fake` carries the generator's graph."""
         ...
 
@@ -126,9 +149,7 @@ class AdversarialCore:
     def discriminate(
         self, x: torch.Tensor, *, cond: torch.Tensor | None = None, train: bool = True
     ) -> torch.Tensor:
-        return self.D(
-            x, dropout=self.hp["dropout_d"] if train else None, rng=self.rng, cond=cond
-        )
+        return self.D(x, dropout=self.hp["dropout_d"] if train else None, rng=self.rng, cond=cond)
 
     def train_epoch(self, strategy: Strategy) -> EpochResult:
         """One pass over the training split (last partial batch dropped), every member at once."""

@@ -11,7 +11,13 @@ import torch
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG
 from benchmark.trainable import EpochResult, ParamError, TrainableParams, param
-from benchmark.trainables.core import AdversarialCore, bce_fake, bce_real, shared_value, stack_params
+from benchmark.trainables.core import (
+    AdversarialCore,
+    nonsaturating_g_loss,
+    shared_value,
+    stack_params,
+    vanilla_d_loss,
+)
 
 __all__ = ["GANParams", "StandardGAN"]
 
@@ -78,11 +84,8 @@ class StandardGAN:
     ) -> torch.Tensor:
         return rng.randn(n, self.z_dim)
 
-    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return bce_real(core.discriminate(real)) + bce_fake(core.discriminate(fake))
-
-    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return bce_real(core.discriminate(fake))
+    d_loss = staticmethod(vanilla_d_loss)
+    g_loss = staticmethod(nonsaturating_g_loss)
 
     # Trainable
     def train_epoch(self) -> EpochResult:

@@ -14,7 +14,13 @@ from scipy import special
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG
 from benchmark.trainable import EpochResult, TrainableParams, param
-from benchmark.trainables.core import AdversarialCore, bce_fake, bce_real, shared_value, stack_params
+from benchmark.trainables.core import (
+    AdversarialCore,
+    bce_fake,
+    bce_real,
+    shared_value,
+    stack_params,
+)
 from benchmark.trainables.gan import check_sample_mode
 
 __all__ = ["MixtureGAN", "MixtureParams", "t_quantiles"]
@@ -127,7 +133,9 @@ class MixtureGAN:
     ) -> torch.Tensor:
         return rng.randn(n, self.z_dim)
 
-    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def d_loss(
+        self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
         self._t = t = self.draw_t(real.shape[1])
         real_mix, fake_mix = self.mixtures(real, fake, t)
         s = 1 - t
@@ -135,7 +143,9 @@ class MixtureGAN:
             core.discriminate(fake_mix, cond=s)
         )
 
-    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def g_loss(
+        self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
         t = self._t if self._t is not None else self.draw_t(real.shape[1])
         real_mix, fake_mix = self.mixtures(real, fake, t)
         s = 1 - t

@@ -12,7 +12,13 @@ import torch
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG, member_view
 from benchmark.trainable import EpochResult, TrainableParams, param
-from benchmark.trainables.core import AdversarialCore, bce_fake, bce_real, shared_value, stack_params
+from benchmark.trainables.core import (
+    AdversarialCore,
+    nonsaturating_g_loss,
+    shared_value,
+    stack_params,
+    vanilla_d_loss,
+)
 from benchmark.trainables.gan import check_sample_mode
 
 __all__ = ["RealMixGAN", "RealMixParams"]
@@ -128,15 +134,17 @@ class RealMixGAN:
         real = self.buffer[rows, idx] + noise * member_view(hp["noise_sigma"], z)
         real = torch.where(member_view(hp["clamp"] > 0, z), real.clamp(-1.0, 1.0), real)
         real = real * member_view(hp["alpha"], z)
-        u = torch.where(member_view(hp["per_sample_mix"] > 0, u), u, u[:, :1].expand_as(u))
+        if mode is None:
+            # Training mixes per minibatch (the paper) unless per_sample_mix; evaluation in
+            # 'buffer' mode always decides per sample, so that one coin flip cannot turn a
+            # whole evaluation set into noise-mode samples: its inputs follow the training
+            # inputs' marginal law (a share p_mix of buffer images).
+            u = torch.where(member_view(hp["per_sample_mix"] > 0, u), u, u[:, :1].expand_as(u))
         use_real = (u < member_view(hp["p_mix"], u))[..., None]
         return torch.cat([z, torch.where(use_real, real, fallback)], dim=-1)
 
-    def d_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return bce_real(core.discriminate(real)) + bce_fake(core.discriminate(fake))
-
-    def g_loss(self, core: AdversarialCore, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return bce_real(core.discriminate(fake))
+    d_loss = staticmethod(vanilla_d_loss)
+    g_loss = staticmethod(nonsaturating_g_loss)
 
     # Trainable
     def train_epoch(self) -> EpochResult:

@@ -1,0 +1,874 @@
+"""python -m benchmark.perf: MixBench's training throughput against a naive per-trial PyTorch loop.
+
+Contenders, measured side by side in one process, interleaved round by round so that a noisy
+machine slows them alike:
+
+- ``naive``: one trial as the paper's code would train it: ``nn.Sequential`` G and D,
+  ``torch.optim.Adam``, a ``DataLoader`` over a ``TensorDataset`` (shuffled batches), the
+  variant's input (RealMix: a rolling buffer of real images mixed in per batch) written in
+  plain torch, and ``.item()`` per step for logging;
+- ``mixbench P=1``: `benchmark.trainables.build` with one member (the harness's one-trial path);
+- ``mixbench P=k``: populations of k members trained at once.
+
+For each contender: member-iterations per second, seconds per epoch per trial, trials per hour
+at ``--target-epochs`` (extrapolated from the measured rate and the training split's steps per
+epoch, plus the measured cost of scoring once per epoch), the ratio to the naive baseline and
+the fraction of the device's roofline reached (FLOP and bytes per iteration counted from the
+layer sizes; peak FLOP/s and bandwidth measured in-run). The table is printed and written to
+``results/benchmarks/perf-<device>.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmark.data import DATASETS, DataError, Dataset, load_dataset
+from benchmark.runner import resolve_device, score_members
+from benchmark.settings import SettingsError
+from benchmark.trainable import ParamError, Trainable, TrainableParams
+from benchmark.trainables import VARIANTS, build, params_class
+from benchmark.trainables.core import D_HIDDEN, G_HIDDEN
+
+__all__ = [
+    "Contender",
+    "IterationCost",
+    "NaiveTrial",
+    "Peak",
+    "PerfReport",
+    "PerfSettings",
+    "Row",
+    "iteration_cost",
+    "main",
+    "measure_peak",
+    "render_markdown",
+    "run_perf",
+]
+
+ADAM_BYTES_PER_PARAM = 7 * 4
+"""An ideal Adam step reads param, grad, exp_avg, exp_avg_sq and writes three of them (fp32)."""
+
+
+@dataclass(frozen=True)
+class PerfSettings:
+    """What `python -m benchmark.perf` measures; every field has a CLI flag."""
+
+    trainable: str = "realmix"
+    """Variant to time; every contender trains it with the variant's default params."""
+    dataset: str = "mnist"
+    """One of benchmark.data.DATASETS."""
+    data_dir: str | None = None
+    """Folder holding one sub-folder per dataset (see benchmark.data)."""
+    populations: tuple[int, ...] = (1, 4, 8)
+    """Population sizes P timed with MixBench (P=1 is the one-trial path)."""
+    steps: int = 24
+    """Member-iterations timed per contender (a population of P runs steps/P of its steps)."""
+    epochs: float | None = None
+    """Instead of `steps`: time this many epochs' worth of member-iterations per contender."""
+    rounds: int = 3
+    """Timed rounds; each round runs every contender once, in rotating order."""
+    warmup: int = 1
+    """Untimed rounds before the timed ones (allocator, caches, lazy initialisation)."""
+    target_epochs: int = 70
+    """Epoch budget of one trial for the trials-per-hour extrapolation (the paper: 70)."""
+    epoch_size: int | None = None
+    """Training samples per epoch for the extrapolation; None: the loaded training split."""
+    batch_size: int = 128
+    """Minibatch size of every contender (the paper: 128)."""
+    n_eval: int = 1000
+    """Samples per side of the timed scoring pass (exact W1 via POT emd2, sliced W2)."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    threads: int | None = None
+    """torch.set_num_threads value; None: every CPU this process may run on."""
+    seed: int = 0
+    """Seed of the naive trial and of member 0 (member i gets seed + i)."""
+    out_dir: str = "results/benchmarks"
+    """Where perf-<device>.md and perf-<device>.json are written."""
+
+    def __post_init__(self) -> None:
+        if self.trainable not in VARIANTS:
+            raise ParamError(
+                f"--trainable {self.trainable!r} is unknown; valid: {', '.join(VARIANTS)}"
+            )
+        if not self.populations or any(p < 1 for p in self.populations):
+            raise SettingsError(
+                f"--populations {','.join(map(str, self.populations))} is invalid: give "
+                "positive population sizes separated by commas, e.g. 1,4,8"
+            )
+        checks = {
+            "--steps": self.steps >= 1,
+            "--rounds": self.rounds >= 1,
+            "--warmup": self.warmup >= 0,
+            "--target-epochs": self.target_epochs >= 1,
+            "--batch-size": self.batch_size >= 2,
+            "--n-eval": self.n_eval >= 10,
+        }
+        bounds = {"--warmup": 0, "--batch-size": 2, "--n-eval": 10}
+        for flag, ok in checks.items():
+            if not ok:
+                raise SettingsError(f"{flag} is invalid: must be >= {bounds.get(flag, 1)}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise SettingsError(f"--epochs {self.epochs} is invalid: must be > 0")
+        if self.epoch_size is not None and self.epoch_size < self.batch_size:
+            raise SettingsError(
+                f"--epoch-size {self.epoch_size} is smaller than one batch ({self.batch_size})"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise SettingsError(f"--threads {self.threads} is invalid: must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# The naive baseline
+# --------------------------------------------------------------------------------------------
+
+
+def _mlp(sizes: Sequence[int], dropout: float, out: nn.Module | None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.LeakyReLU(0.2))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    if out is not None:
+        layers.append(out)
+    return nn.Sequential(*layers)
+
+
+class NaiveTrial:
+    """One trial trained the straightforward way, one optimiser step pair per `step()`.
+
+    Same architecture and losses as MixBench's variants (G: 256-512-1024, D: 1024-512-256,
+    LeakyReLU 0.2, dropout, tanh output for images, BCE on a sigmoid output), written as a
+    typical single-run script: every random draw from the global torch RNG, batches from a
+    shuffling `DataLoader`, the losses fetched with `.item()` every step.
+    """
+
+    def __init__(
+        self,
+        variant: str,
+        params: TrainableParams,
+        data: Dataset,
+        *,
+        seed: int,
+        device: torch.device,
+        batch_size: int,
+    ) -> None:
+        torch.manual_seed(seed)
+        random.seed(seed)
+        self.variant, self.p, self.device, self.batch_size = variant, params, device, batch_size
+        self.dim = data.dim
+        self.train_x = data.train.to(device)
+        g_in = params.z_dim + (data.dim if variant == "realmix" else 0)
+        d_in = data.dim + (1 if variant == "mixture" else 0)
+        self.G = _mlp(
+            (g_in, *G_HIDDEN, data.dim), params.dropout_g, nn.Tanh() if data.bounded else None
+        )
+        self.D = _mlp((d_in, *D_HIDDEN, 1), params.dropout_d, nn.Sigmoid())
+        self.G.to(device).train()
+        self.D.to(device).train()
+        betas = (params.beta1, params.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=params.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=params.lr, betas=betas)
+        self.criterion = nn.BCELoss()
+        self.loader = DataLoader(
+            TensorDataset(data.train.cpu()),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            pin_memory=device.type == "cuda",
+        )
+        self._batches: Iterator = iter(self.loader)
+        self.log: list[tuple[float, float]] = []
+        if variant == "realmix":
+            self.capacity = params.buffer_capacity
+            pick = torch.randint(len(self.train_x), (self.capacity,), device=device)
+            self.buffer = self.train_x[pick].clone()
+            self.ptr = 0
+        if variant == "mixture" and params.t_measure == "beta":
+            self.beta = torch.distributions.Beta(
+                torch.tensor(params.t_a, device=device), torch.tensor(params.t_b, device=device)
+            )
+
+    def _next_batch(self) -> torch.Tensor:
+        try:
+            (x,) = next(self._batches)
+        except StopIteration:  # a new epoch: reshuffle
+            self._batches = iter(self.loader)
+            (x,) = next(self._batches)
+        return x.to(self.device, non_blocking=True)
+
+    def _realmix_input(self, n: int) -> torch.Tensor:
+        p = self.p
+        k = round(p.buffer_refresh * self.capacity)
+        if k:  # rolling refresh: the oldest k slots get fresh real images
+            slots = (self.ptr + torch.arange(k, device=self.device)) % self.capacity
+            self.buffer[slots] = self.train_x[torch.randint(len(self.train_x), (k,))]
+            self.ptr = (self.ptr + k) % self.capacity
+        z = torch.randn(n, p.z_dim, device=self.device)
+        if random.random() < p.p_mix:  # the paper mixes per minibatch
+            real = self.buffer[torch.randint(self.capacity, (n,), device=self.device)]
+            real = real + p.noise_sigma * torch.randn_like(real)
+            if p.clamp:
+                real = real.clamp(-1.0, 1.0)
+            r = p.alpha * real
+        else:
+            r = p.fallback_sigma * torch.randn(n, self.dim, device=self.device)
+        return torch.cat([z, r], dim=1)
+
+    def _draw_t(self, n: int) -> torch.Tensor:
+        if self.p.t_measure == "delta1":
+            return torch.ones(n, 1, device=self.device)
+        if self.p.t_measure == "uniform":
+            return torch.rand(n, 1, device=self.device)
+        return self.beta.sample((n, 1))
+
+    def step(self) -> None:
+        """One discriminator step and one generator step on the next minibatch."""
+        real = self._next_batch()
+        n = real.shape[0]
+        ones = torch.ones(n, 1, device=self.device)
+        zeros = torch.zeros(n, 1, device=self.device)
+        if self.variant == "realmix":
+            fake = self.G(self._realmix_input(n))
+        else:
+            fake = self.G(torch.randn(n, self.p.z_dim, device=self.device))
+
+        if self.variant == "mixture":
+            t = self._draw_t(n)
+            s = 1 - t
+
+            def mix(real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return (
+                    torch.cat([(1 + t) / 2 * real + (1 - t) / 2 * fake, s], dim=1),
+                    torch.cat([(1 - t) / 2 * real + (1 + t) / 2 * fake, s], dim=1),
+                )
+
+            real_in, fake_in = mix(real, fake.detach())
+        else:
+            real_in, fake_in = real, fake.detach()
+
+        self.opt_d.zero_grad()
+        d_loss = self.criterion(self.D(real_in), ones) + self.criterion(self.D(fake_in), zeros)
+        d_loss.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad()
+        if self.variant == "mixture":
+            real_g, fake_g = mix(real, fake)
+            out = self.D(fake_g)
+            g_loss = self.criterion(out, ones)
+            if self.p.g_loss == "minimax":
+                g_loss = -self.criterion(out, zeros) - self.criterion(self.D(real_g), ones)
+        else:
+            g_loss = self.criterion(self.D(fake), ones)
+        g_loss.backward()
+        self.opt_g.step()
+        self.log.append((g_loss.item(), d_loss.item()))
+
+
+# --------------------------------------------------------------------------------------------
+# Cost model and device peaks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IterationCost:
+    """FLOP and memory traffic of one member-iteration (one D step and one G step)."""
+
+    flop: float
+    bytes: float
+    note: str
+
+    @property
+    def intensity(self) -> float:
+        """FLOP per byte."""
+        return self.flop / self.bytes
+
+
+def _pass_cost(sizes: Sequence[int], batch: int) -> tuple[float, float, int]:
+    """(FLOP, bytes, params) of one forward+backward pass through an MLP: 3x the forward."""
+    flop = nbytes = 0.0
+    params = 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        flop += 2.0 * batch * fan_in * fan_out
+        nbytes += 4.0 * (batch * fan_in + fan_in * fan_out + batch * fan_out)
+        params += fan_in * fan_out + fan_out
+    return 3 * flop, 3 * nbytes, params
+
+
+def iteration_cost(variant: str, params: TrainableParams, dim: int, batch: int) -> IterationCost:
+    """Matmul FLOP (2*B*in*out forward, x3 with the backward) of every G/D pass, plus bytes.
+
+    Passes per iteration: G once; D on real and on the detached fake (D step) and on the fake
+    again (G step), plus D on the real mixture for a minimax Mixture GAN. Bytes: each matmul
+    reads its input and weight and writes its output (x3 with the backward), plus one ideal
+    Adam step over G's and D's parameters; elementwise ops are not counted, so the bytes are a
+    lower bound and the roofline fraction is, if anything, flattering to memory-bound code.
+    """
+    g_in = params.z_dim + (dim if variant == "realmix" else 0)
+    d_in = dim + (1 if variant == "mixture" else 0)
+    g_flop, g_bytes, g_params = _pass_cost((g_in, *G_HIDDEN, dim), batch)
+    d_flop, d_bytes, d_params = _pass_cost((d_in, *D_HIDDEN, 1), batch)
+    d_passes = 3 + (1 if variant == "mixture" and params.g_loss == "minimax" else 0)
+    flop = g_flop + d_passes * d_flop
+    nbytes = g_bytes + d_passes * d_bytes + ADAM_BYTES_PER_PARAM * (g_params + d_params)
+    note = (
+        f"1 G pass + {d_passes} D passes, each 3x the forward matmuls; bytes: matmul "
+        f"operands + ideal Adam ({ADAM_BYTES_PER_PARAM} B/param), elementwise ops not counted"
+    )
+    return IterationCost(flop=flop, bytes=nbytes, note=note)
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Peak FLOP/s and memory bandwidth of the device, measured in this process."""
+
+    flops: float
+    bandwidth: float
+    how: str
+
+    def roofline(self, intensity: float) -> float:
+        """Attainable FLOP/s at `intensity` FLOP/byte: min(peak, intensity * bandwidth)."""
+        return min(self.flops, intensity * self.bandwidth)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()
+    _sync(device)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_peak(device: torch.device, repeats: int = 5) -> Peak:
+    """Best-of-`repeats` fp32 matmul FLOP/s and copy bandwidth with the current settings.
+
+    CPU: a 1024^3 matmul and a 64 MiB copy at torch's thread count. CUDA: an 8192^3 matmul
+    (TF32 when enabled, as in training) and a 1 GiB copy.
+    """
+    cuda = device.type == "cuda"
+    n = 8192 if cuda else 1024
+    copy_mib = 1024 if cuda else 64
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen)
+    b = torch.randn(n, n, device=device, generator=gen)
+    mm = _best_seconds(lambda: torch.mm(a, b), device, repeats)
+    del a, b
+    src = torch.ones(copy_mib * 2**18, device=device)
+    dst = torch.empty_like(src)
+    cp = _best_seconds(lambda: dst.copy_(src), device, repeats)
+    del src, dst
+    how = (
+        f"measured in-run, best of {repeats}: fp32 matmul {n}^3 "
+        f"({'TF32 ' if cuda and torch.backends.cuda.matmul.allow_tf32 else ''}"
+        f"{torch.get_num_threads() if not cuda else 'GPU'} "
+        f"{'threads' if not cuda else ''}".rstrip()
+        + f"), copy of {copy_mib} MiB (read + write)"
+    )
+    return Peak(flops=2.0 * n**3 / mm, bandwidth=2.0 * copy_mib * 2**20 / cp, how=how)
+
+
+# --------------------------------------------------------------------------------------------
+# The contenders
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Contender:
+    """One timed configuration: how to run `steps` population-steps, and what it measured."""
+
+    name: str
+    population: int
+    run: Callable[[int], None]
+    steps_per_round: int
+    seconds: list[float] = field(default_factory=list)
+    """Seconds of each timed round."""
+
+    @property
+    def member_iterations_per_round(self) -> int:
+        return self.steps_per_round * self.population
+
+
+def _mixbench_contender(
+    settings: PerfSettings,
+    data: Dataset,
+    population: int,
+    steps_per_round: int,
+    device: torch.device,
+) -> tuple[Contender, Trainable]:
+    """A population trained with `train_epoch` on exactly `steps_per_round` batches."""
+    chunk = dataclasses.replace(data, train=data.train[: steps_per_round * settings.batch_size])
+    params = [params_class(settings.trainable)()] * population
+    seeds = [settings.seed + i for i in range(population)]
+    trainable = build(
+        settings.trainable,
+        params,
+        chunk,
+        seeds=seeds,
+        device=device,
+        batch_size=settings.batch_size,
+    )
+    last: dict[str, Any] = {}
+
+    def run(steps: int) -> None:
+        assert steps == steps_per_round
+        last["result"] = trainable.train_epoch()
+
+    contender = Contender(f"mixbench P={population}", population, run, steps_per_round, seconds=[])
+    contender.last = last  # type: ignore[attr-defined]
+    return contender, trainable
+
+
+def _naive_contender(
+    settings: PerfSettings, data: Dataset, steps_per_round: int, device: torch.device
+) -> Contender:
+    trial = NaiveTrial(
+        settings.trainable,
+        params_class(settings.trainable)(),
+        data,
+        seed=settings.seed,
+        device=device,
+        batch_size=settings.batch_size,
+    )
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            trial.step()
+
+    return Contender("naive", 1, run, steps_per_round)
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One contender's line of the table (every rate per trial = per population member)."""
+
+    contender: str
+    population: int
+    member_iterations: int
+    iters_per_s: float
+    """Member-iterations per second (a population of P counts P per step)."""
+    iters_per_s_rounds: list[float]
+    s_per_epoch_per_trial: float
+    train_hours_per_trial: float
+    trials_per_hour_train: float
+    """Trials per hour at the epoch budget, training only (extrapolated)."""
+    trials_per_hour: float
+    """Trials per hour at the epoch budget, training plus scoring (extrapolated)."""
+    train_ratio: float
+    ratio: float
+    """trials_per_hour / the naive baseline's."""
+    gflops: float
+    roofline_fraction: float
+    scoring_share: float
+    """Scoring's share of one trial's time at the epoch budget."""
+
+
+@dataclass
+class PerfReport:
+    """Everything one `python -m benchmark.perf` run measured, with the conditions."""
+
+    settings: dict[str, Any]
+    device: dict[str, Any]
+    torch_version: str
+    python_version: str
+    threads: int
+    interop_threads: int
+    date: str
+    load_average: dict[str, list[float]]
+    dataset_note: str
+    train_samples: int
+    epoch_size: int
+    steps_per_epoch: int
+    cost: dict[str, Any]
+    peak: dict[str, Any]
+    scoring: dict[str, Any]
+    rows: list[Row]
+    notes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def _device_info(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {
+            "type": "cuda",
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cuda": torch.version.cuda,
+        }
+    return {
+        "type": "cpu",
+        "name": _cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "mkl": bool(torch.backends.mkl.is_available()),
+    }
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _time_scoring(
+    trainable: Trainable, data: Dataset, result: Any, n_eval: int
+) -> dict[str, float]:
+    """Seconds of one scoring pass of one trial: sliced only, and with the exact W1."""
+    score_members(trainable, data, result, n_eval=min(n_eval, 50), exact=False)  # warm-up
+    start = time.perf_counter()
+    score_members(trainable, data, result, n_eval=n_eval, exact=False)
+    sliced = time.perf_counter() - start
+    start = time.perf_counter()
+    score_members(trainable, data, result, n_eval=n_eval, exact=True)
+    exact = time.perf_counter() - start
+    return {"sliced_s": sliced / trainable.size, "exact_s": exact / trainable.size}
+
+
+def _split_steps(settings: PerfSettings, steps_per_epoch: int) -> int:
+    total = settings.steps
+    if settings.epochs is not None:
+        total = max(1, round(settings.epochs * steps_per_epoch))
+    return max(1, math.ceil(total / settings.rounds))
+
+
+def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> PerfReport:
+    """Measure every contender as described in the module docstring; nothing is written."""
+    device = resolve_device(settings.device)
+    threads = settings.threads
+    if threads is None:
+        threads = (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        )
+    torch.set_num_threads(int(threads or 1))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    load_start = _load_average()
+
+    data = load_dataset(
+        settings.dataset, data_dir=settings.data_dir, device=device, batch_size=settings.batch_size
+    )
+    train_samples = int(data.train.shape[0])
+    epoch_size = settings.epoch_size or train_samples
+    steps_per_epoch = epoch_size // settings.batch_size
+    base = _split_steps(settings, steps_per_epoch)
+    max_steps = train_samples // settings.batch_size
+    if base > max_steps:
+        raise SettingsError(
+            f"{base} steps per round need {base * settings.batch_size} training samples but "
+            f"{data.name} holds {train_samples}; lower --steps or raise --rounds"
+        )
+    log(f"{settings.trainable} on {data.name} ({device}, {torch.get_num_threads()} threads)")
+
+    contenders = [_naive_contender(settings, data, base, device)]
+    trainables: dict[int, Trainable] = {}
+    for p in settings.populations:
+        c, t = _mixbench_contender(settings, data, p, max(1, round(base / p)), device)
+        contenders.append(c)
+        trainables[p] = t
+
+    total_rounds = settings.warmup + settings.rounds
+    for r in range(total_rounds):
+        shift = r % len(contenders)
+        for c in contenders[shift:] + contenders[:shift]:
+            _sync(device)
+            start = time.perf_counter()
+            c.run(c.steps_per_round)
+            _sync(device)
+            seconds = time.perf_counter() - start
+            if r >= settings.warmup:
+                c.seconds.append(seconds)
+        tag = "warm-up" if r < settings.warmup else "timed"
+        log(f"  round {r + 1}/{total_rounds} ({tag}) done")
+
+    log("  timing one scoring pass and the device peaks")
+    one = trainables.get(1)
+    if one is None:
+        c, one = _mixbench_contender(settings, data, 1, 1, device)
+        c.run(1)
+        last = c.last["result"]  # type: ignore[attr-defined]
+    else:
+        last = next(c for c in contenders if c.name == "mixbench P=1").last["result"]  # type: ignore[attr-defined]
+    scoring = _time_scoring(one, data, last, settings.n_eval)
+    scoring_s = (settings.target_epochs - 1) * scoring["sliced_s"] + scoring["exact_s"]
+    peak = measure_peak(device)
+    cost = iteration_cost(
+        settings.trainable, params_class(settings.trainable)(), data.dim, settings.batch_size
+    )
+    load_end = _load_average()
+
+    rows: list[Row] = []
+    for c in contenders:
+        iters = c.member_iterations_per_round * len(c.seconds)
+        rate = iters / sum(c.seconds)
+        per_epoch = steps_per_epoch / rate
+        train_s = settings.target_epochs * per_epoch
+        rows.append(
+            Row(
+                contender=c.name,
+                population=c.population,
+                member_iterations=iters,
+                iters_per_s=rate,
+                iters_per_s_rounds=[c.member_iterations_per_round / s for s in c.seconds],
+                s_per_epoch_per_trial=per_epoch,
+                train_hours_per_trial=train_s / 3600,
+                trials_per_hour_train=3600 / train_s,
+                trials_per_hour=3600 / (train_s + scoring_s),
+                train_ratio=1.0,
+                ratio=1.0,
+                gflops=rate * cost.flop / 1e9,
+                roofline_fraction=rate * cost.flop / peak.roofline(cost.intensity),
+                scoring_share=scoring_s / (train_s + scoring_s),
+            )
+        )
+    naive = rows[0]
+    for row in rows[1:]:
+        row.train_ratio = row.trials_per_hour_train / naive.trials_per_hour_train
+        row.ratio = row.trials_per_hour / naive.trials_per_hour
+
+    notes = [
+        f"Trials per hour are extrapolated to {settings.target_epochs} epochs of {epoch_size} "
+        f"samples ({steps_per_epoch} steps of {settings.batch_size}) from the measured "
+        "member-iterations per second; nothing ran for that long.",
+        f"Scoring per trial at that budget: {settings.target_epochs - 1} sliced passes "
+        f"({scoring['sliced_s']:.3f} s each) + 1 pass with the exact W1 "
+        f"({scoring['exact_s']:.3f} s), measured once with MixBench's score_members at "
+        f"n_eval={settings.n_eval} and charged equally to every contender.",
+        f"Contenders ran interleaved in {settings.rounds} timed rounds (after {settings.warmup}"
+        " warm-up) in rotating order; rates are total member-iterations / total seconds.",
+        f"Roofline: achieved FLOP/s / min(peak, intensity x bandwidth); {cost.note}.",
+    ]
+    return PerfReport(
+        settings=dataclasses.asdict(settings),
+        device=_device_info(device),
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        threads=torch.get_num_threads(),
+        interop_threads=torch.get_num_interop_threads(),
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        load_average={"start": load_start, "end": load_end},
+        dataset_note=data.split_note,
+        train_samples=train_samples,
+        epoch_size=epoch_size,
+        steps_per_epoch=steps_per_epoch,
+        cost={"flop": cost.flop, "bytes": cost.bytes, "intensity": cost.intensity},
+        peak={"flops": peak.flops, "bandwidth": peak.bandwidth, "how": peak.how},
+        scoring={**scoring, "per_trial_s": scoring_s},
+        rows=rows,
+        notes=notes,
+    )
+
+
+_COLUMNS: tuple[tuple[str, str, Callable[[Row], str]], ...] = (
+    ("contender", "contender", lambda r: r.contender),
+    ("P", "P", lambda r: str(r.population)),
+    ("timed", "timed it", lambda r: str(r.member_iterations)),
+    ("rate", "it/s", lambda r: f"{r.iters_per_s:.2f}"),
+    (
+        "range",
+        "it/s by round",
+        lambda r: f"{min(r.iters_per_s_rounds):.2f}-{max(r.iters_per_s_rounds):.2f}",
+    ),
+    ("epoch", "s/epoch/trial", lambda r: f"{r.s_per_epoch_per_trial:.1f}"),
+    ("tph_train", "trials/h (train)", lambda r: f"{r.trials_per_hour_train:.3g}"),
+    ("tph", "trials/h (+scoring)", lambda r: f"{r.trials_per_hour:.3g}"),
+    ("train_ratio", "x naive (train)", lambda r: f"{r.train_ratio:.2f}"),
+    ("ratio", "x naive (+scoring)", lambda r: f"{r.ratio:.2f}"),
+    ("gflops", "GFLOP/s", lambda r: f"{r.gflops:.1f}"),
+    ("roofline", "roofline", lambda r: f"{100 * r.roofline_fraction:.1f}%"),
+    ("scoring", "scoring share", lambda r: f"{100 * r.scoring_share:.1f}%"),
+)
+
+
+def render_table(rows: Sequence[Row]) -> str:
+    """The contenders as a Markdown table, one line per contender."""
+    head = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in _COLUMNS) + "|"
+    lines = [head, sep]
+    for row in rows:
+        lines.append("| " + " | ".join(fmt(row) for _, _, fmt in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: PerfReport) -> str:
+    """The whole report: conditions, the table and how each number was obtained."""
+    s, dev = report.settings, report.device
+    mib = 2**20
+    lines = [
+        f"# MixBench throughput: {s['trainable']} on {dev['name']}",
+        "",
+        f"- date: {report.date}",
+        f"- device: {dev['type']}, {dev['name']}"
+        + (f", {dev['usable_cpus']} usable CPUs" if dev["type"] == "cpu" else ""),
+        f"- torch {report.torch_version}, Python {report.python_version}; torch threads "
+        f"{report.threads} (set with torch.set_num_threads), inter-op threads "
+        f"{report.interop_threads}",
+        f"- load average (1/5/15 min) at start {report.load_average['start']}, at end "
+        f"{report.load_average['end']}",
+        f"- dataset: {s['dataset']}: {report.dataset_note}",
+        f"- batch {s['batch_size']}, default {s['trainable']} params; {report.steps_per_epoch} "
+        f"steps per epoch ({report.epoch_size} samples); budget {s['target_epochs']} epochs",
+        f"- cost per member-iteration: {report.cost['flop'] / 1e9:.2f} GFLOP, "
+        f"{report.cost['bytes'] / mib:.0f} MiB, intensity {report.cost['intensity']:.1f} FLOP/B",
+        f"- device peak: {report.peak['flops'] / 1e9:.1f} GFLOP/s, "
+        f"{report.peak['bandwidth'] / 1e9:.1f} GB/s ({report.peak['how']})",
+        f"- scoring per trial: {report.scoring['per_trial_s']:.1f} s at the budget",
+        "",
+        render_table(report.rows),
+        "",
+        *[f"- {note}" for note in report.notes],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(report: PerfReport, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write perf-<device>.md and perf-<device>.json into `out_dir`; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"perf-{_slug(report.device['name'])}"
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(render_markdown(report))
+    js.write_text(json.dumps(report.to_json(), indent=2, default=float) + "\n")
+    return md, js
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_populations(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SettingsError(
+            f"--populations {text!r} is invalid: give positive population sizes separated by "
+            "commas, e.g. 1,4,8"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = PerfSettings()
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.perf",
+        description="Time MixBench populations against a naive per-trial PyTorch loop, "
+        "side by side on this device, and write the table to results/benchmarks/.",
+    )
+    p.add_argument("--trainable", default=d.trainable, help=f"one of {', '.join(VARIANTS)}")
+    p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
+    p.add_argument("--populations", default=",".join(map(str, d.populations)), help="e.g. 1,4,8")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--steps", type=int, default=d.steps, help="member-iterations timed per contender"
+    )
+    budget.add_argument("--epochs", type=float, default=None, help="epochs timed per contender")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved timed rounds")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds first")
+    p.add_argument("--target-epochs", type=int, default=d.target_epochs)
+    p.add_argument(
+        "--epoch-size",
+        type=int,
+        default=None,
+        help="samples per epoch for the extrapolation (default: the loaded training split; "
+        "60000 for the full MNIST training split)",
+    )
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--n-eval", type=int, default=d.n_eval, help="samples per side when scoring")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out-dir", default=d.out_dir)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; exit code 2 on bad settings or missing data."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = PerfSettings(
+            trainable=args.trainable,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            populations=_parse_populations(args.populations),
+            steps=args.steps,
+            epochs=args.epochs,
+            rounds=args.rounds,
+            warmup=args.warmup,
+            target_epochs=args.target_epochs,
+            epoch_size=args.epoch_size,
+            batch_size=args.batch_size,
+            n_eval=args.n_eval,
+            device=args.device,
+            threads=args.threads,
+            seed=args.seed,
+            out_dir=args.out_dir,
+        )
+        report = run_perf(settings, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (ParamError, SettingsError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    md, js = write_report(report, settings.out_dir)
+    print(render_markdown(report))
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

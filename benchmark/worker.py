@@ -1,0 +1,719 @@
+"""One study worker: takes trials from the shared Optuna storage, trains, scores, logs.
+
+A worker is the unit the launcher starts once per GPU (or per CPU slot); with a single
+worker `benchmark.study` runs the same loop in-process. Workers never talk to each other:
+they share the Optuna storage (trials, the budget, the MLflow parent run id as a study user
+attr) and a local lock file that makes "count the budget, then ask" atomic between the
+processes of one machine.
+
+Run by the launcher as ``python -m benchmark.worker SPEC_JSON``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "FINISHED_STATES",
+    "INTERMEDIATE_METRIC",
+    "FarBehindRule",
+    "StorageError",
+    "WorkerSpec",
+    "acquire_trial",
+    "budget_counts",
+    "fail_and_retry",
+    "main",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "run_worker",
+    "storage_kind",
+    "worker_id",
+]
+
+INTERMEDIATE_METRIC = "sliced_w2"
+"""Metric reported every scored epoch to drive pruning (cheap; exact W1 only at the end)."""
+OBJECTIVE_METRICS = {"wasserstein": ("w1",), "pareto": ("w1", "g_loss_var")}
+"""Objective name -> the final metrics it minimises (mean over seeds)."""
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+JOURNAL_SUFFIXES = (".journal", ".log")
+HEARTBEAT_SECONDS = 10
+"""RDB heartbeat interval; a trial silent for 3 intervals is failed and retried."""
+MAX_CONSECUTIVE_FAILURES = 3
+TEST_HANG_ENV = "MIXBENCH_TEST_HANG_DIR"
+"""Test-only: makes one worker announce itself on a FIFO mid-trial and block (see _test_hang)."""
+
+
+class StorageError(ValueError):
+    """The Optuna storage URL is malformed or the storage cannot be reached (exit code 2)."""
+
+
+# -- storage ----------------------------------------------------------------------------
+
+
+def storage_kind(url: str) -> str:
+    """'journal' for a journal file path, 'rdb' for a database URL; StorageError otherwise."""
+    if "://" in url:
+        scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
+        if scheme in RDB_SCHEMES:
+            return "rdb"
+        raise StorageError(_storage_help(url, f"unsupported scheme {scheme!r}"))
+    if url.endswith(JOURNAL_SUFFIXES):
+        return "journal"
+    raise StorageError(_storage_help(url, "neither a database URL nor a journal file"))
+
+
+def _storage_help(url: str, why: str) -> str:
+    return (
+        f"invalid --storage {url!r}: {why}; use a journal file path ending in .journal or "
+        ".log (e.g. results/optuna.journal, shared safely by local workers) or a database URL "
+        "(sqlite:///results/optuna.db, postgresql://user:password@host:5432/db)"
+    )
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("://", 1)[0] + "://***"
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for `url`: JournalStorage over a journal file, or RDBStorage.
+
+    RDB storages get Optuna's heartbeat and `RetryHeartbeatStaleTrialCallback` (Optuna >= 4.9's
+    name for RetryFailedTrialCallback), so a trial whose worker vanished is failed and retried
+    by whichever worker next asks for a trial. Raises StorageError naming the URL and the fix.
+    """
+    kind = storage_kind(url)
+    if kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir():
+                raise IsADirectoryError(f"{path} is a directory")
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise StorageError(f"cannot open journal file {url!r}: {err}") from None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as err:
+        raise StorageError(_storage_help(url, str(err))) from None
+    engine_kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb"):
+        engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        kwargs = {
+            "heartbeat_interval": HEARTBEAT_SECONDS,
+            "grace_period": 3 * HEARTBEAT_SECONDS,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
+        }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except ModuleNotFoundError as err:
+        raise StorageError(
+            f"cannot open storage {mask_url(url)!r}: database driver missing ({err.name}); "
+            f"install it, e.g. pip install psycopg2-binary for postgresql"
+        ) from None
+    except Exception as err:  # sqlalchemy OperationalError, ArgumentError, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(
+            f"cannot reach storage {mask_url(url)!r}: {first}; check that the database server "
+            "is running and the URL (host, port, user, database) is right"
+        ) from None
+
+
+# -- samplers and pruners -----------------------------------------------------------------
+
+SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "gp")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def make_sampler(
+    name: str, *, multi_objective: bool, fixed: Mapping[str, Any] | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler `name`, wrapped in PartialFixedSampler when some params are fixed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler()
+        elif name == "random":
+            sampler = optuna.samplers.RandomSampler()
+        elif name == "cmaes":
+            if multi_objective:
+                raise ValueError("--sampler cmaes is single-objective; use nsga2, tpe or gp")
+            sampler = optuna.samplers.CmaEsSampler(warn_independent_sampling=False)
+        elif name == "nsga2":
+            sampler = optuna.samplers.NSGAIISampler()
+        elif name == "gp":
+            sampler = optuna.samplers.GPSampler(warn_independent_sampling=False)
+        else:
+            raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
+        if fixed:
+            sampler = optuna.samplers.PartialFixedSampler(dict(fixed), sampler)
+    return sampler
+
+
+def make_pruner(name: str, *, steps: int) -> optuna.pruners.BasePruner:
+    """Pruner over `steps` reported values per trial (scored epochs x seeds)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max(1, steps), reduction_factor=3
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {name!r}; valid: {', '.join(PRUNERS)}")
+
+
+@dataclass(frozen=True)
+class FarBehindRule:
+    """Pruning for multi-objective studies, which Optuna's pruners do not support.
+
+    A trial is stopped at step s when its intermediate value is worse than `factor` times the
+    `quantile` of the values the completed trials had at step s (once `min_trials` of them
+    reached s), or when the value is not finite.
+    """
+
+    quantile: float = 0.75
+    factor: float = 1.5
+    min_trials: int = 5
+
+    def verdict(self, value: float, others: Sequence[float]) -> str | None:
+        """None to continue, else the reason to stop."""
+        if not math.isfinite(value):
+            return f"{INTERMEDIATE_METRIC} is {value}"
+        finite = [v for v in others if math.isfinite(v)]
+        if len(finite) < self.min_trials:
+            return None
+        bar = float(np.quantile(finite, self.quantile))
+        if value > self.factor * bar:
+            return (
+                f"far-behind: {INTERMEDIATE_METRIC} {value:.4g} > {self.factor:g} x "
+                f"{self.quantile:.0%} quantile {bar:.4g} of {len(finite)} completed trials"
+            )
+        return None
+
+
+# -- worker spec ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs, passed as JSON on its command line."""
+
+    study_name: str
+    storage: str
+    space: str
+    objective: str
+    sampler: str
+    pruner: str
+    trials: int
+    """Target number of finished (complete + pruned) trials in the study, all workers."""
+    settings: dict[str, Any]
+    tracking_uri: str
+    lock_path: str
+    """Local lock file making budget check + ask atomic between this machine's workers."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Fixed params (--param), typed; keys as in the space (compare: unprefixed)."""
+    deadline: float | None = None
+    """Unix time after which no new trial starts (--timeout)."""
+    device: str = "auto"
+    threads: int | None = None
+    max_retry: int = 2
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSpec:
+        return cls(**json.loads(text))
+
+
+def worker_id(pid: int | None = None) -> str:
+    """'host:pid' of a worker process (stored on the trials it runs)."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+# -- budget and trial acquisition ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ask_lock(path: str) -> Iterator[None]:
+    """Exclusive lock between local processes (released by the OS if the holder dies)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def budget_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
+    """Trials per state name (COMPLETE, PRUNED, RUNNING, WAITING, FAIL)."""
+    counts = {s.name: 0 for s in TrialState}
+    for t in trials:
+        counts[t.state.name] += 1
+    return counts
+
+
+def known_params(trial: FrozenTrial) -> dict[str, Any]:
+    """Params fixed at enqueue time plus those already suggested."""
+    return {**trial.user_attrs.get("fixed", {}), **trial.params}
+
+
+def acquire_trial(study: optuna.Study, spec: WorkerSpec, space: Any) -> optuna.Trial | None:
+    """The next trial for this worker, or None when the budget is used up or time is over.
+
+    Under the local ask lock: count complete + pruned + running trials against `spec.trials`;
+    when there is room, enqueue a ticket (with the space's balancing params, e.g. compare's
+    variant) and ask, which pops the oldest waiting trial (a ticket or a retry).
+    """
+    with ask_lock(spec.lock_path):
+        if spec.deadline is not None and time.time() >= spec.deadline:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # no-op without RDB heartbeat
+        trials = study.get_trials(deepcopy=False)
+        counts = budget_counts(trials)
+        if counts["WAITING"] == 0:
+            if counts["COMPLETE"] + counts["PRUNED"] + counts["RUNNING"] >= spec.trials:
+                return None
+            live = [known_params(t) for t in trials if t.state in COUNTED_STATES]
+            fixed = space.next_fixed(live)
+            study.enqueue_trial(fixed, user_attrs={"fixed": fixed, "worker": worker_id()})
+        trial = study.ask()
+        trial.set_user_attr("worker", worker_id())
+        return trial
+
+
+def fail_and_retry(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    trial_number: int,
+    reason: str,
+    *,
+    retry: bool,
+    max_retry: int = 2,
+) -> int | None:
+    """Fail a RUNNING trial whose worker is gone and (if `retry`) enqueue it again.
+
+    Uses the same retry as the RDB heartbeat (RetryHeartbeatStaleTrialCallback): a WAITING
+    copy with the same params, its system attrs naming the failed trial. Returns the failed
+    trial's number, or None if another process already finished or failed it.
+    """
+    trial_id = _trial_id(study, storage, trial_number)
+    try:
+        storage.set_trial_user_attr(trial_id, "reason", reason)
+        if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return None
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    if retry:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(
+                study, storage.get_trial(trial_id)
+            )
+    return trial_number
+
+
+def _trial_id(study: optuna.Study, storage: Any, number: int) -> int:
+    study_id = storage.get_study_id_from_name(study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+# -- running one trial --------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """The trial ends early: pruned, far behind or diverged (recorded as PRUNED)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def _heartbeat(study: optuna.Study, storage: Any, trial: optuna.Trial) -> Iterator[None]:
+    """Record the RDB heartbeat of `trial` while it runs (no-op for other storages)."""
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        yield
+        return
+    trial_id = _trial_id(study, storage, trial.number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _test_hang(trial: optuna.Trial) -> None:
+    """Test-only (TEST_HANG_ENV set): the first worker to get here announces its pid and the
+    trial number on the FIFO `<dir>/ready`, then blocks until killed (at most 120 s)."""
+    folder = os.environ.get(TEST_HANG_ENV)
+    if not folder:
+        return
+    try:
+        fd = os.open(os.path.join(folder, "hung"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    with open(os.path.join(folder, "ready"), "w") as fifo:
+        fifo.write(f"{os.getpid()} {trial.number}\n")
+    threading.Event().wait(120)
+    os._exit(3)
+
+
+@dataclass
+class WorkerContext:
+    """Per-process state shared by the trials of one worker."""
+
+    spec: WorkerSpec
+    study: optuna.Study
+    storage: Any
+    space: Any
+    settings: Any
+    data: Any
+    device: Any
+    tracker: Any
+    parent_run_id: str
+    rule: FarBehindRule | None
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+
+    @property
+    def multi_objective(self) -> bool:
+        return self.spec.objective == "pareto"
+
+
+def _configure(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any]:
+    from benchmark.trainables import params_class
+    from studies import split_variant
+
+    variant, params = split_variant(ctx.space, ctx.space.suggest(trial))
+    cls = params_class(variant)
+    params.update({k: v for k, v in ctx.spec.overrides.items() if k in cls.names()})
+    return variant, cls.from_mapping(params)
+
+
+def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> str | None:
+    """Report the intermediate value; the reason to stop the trial, or None."""
+    if not ctx.multi_objective:
+        trial.report(value, step)
+        if trial.should_prune():
+            return f"pruned by the {ctx.spec.pruner} pruner at step {step}"
+        return None
+    curve = dict(trial.user_attrs.get("curve", {}))
+    curve[str(step)] = value if math.isfinite(value) else None
+    trial.set_user_attr("curve", curve)
+    if ctx.rule is None:
+        return None
+    others = [
+        t.user_attrs.get("curve", {}).get(str(step))
+        for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    ]
+    return ctx.rule.verdict(value, [v for v in others if v is not None])
+
+
+def _seed_summary(result: Any, metric_names: Sequence[str]) -> dict[str, Any]:
+    from benchmark.artifacts import json_safe
+
+    final = result.final
+    out = {"seed": result.seed, "status": result.status, "epochs": len(result.history)}
+    out.update({m: json_safe(final.get(m)) for m in (*metric_names, INTERMEDIATE_METRIC)})
+    if "w1_noise" in final:
+        out["w1_noise"] = json_safe(final["w1_noise"])
+    if result.reason:
+        out["reason"] = result.reason
+    return out
+
+
+def _train(ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, typed: Any):
+    from benchmark.artifacts import write_run_artifacts
+    from benchmark.runner import train_run
+
+    seeds = ctx.settings.seed_list()
+    multi = len(seeds) > 1
+    metric_names = OBJECTIVE_METRICS[ctx.spec.objective]
+    step = 0
+    stop_reason: list[str] = []
+    summaries: list[dict[str, Any]] = []
+    histories: list[list[dict[str, float]]] = []
+    for seed in seeds:
+
+        def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> bool:
+            nonlocal step
+            prefix = f"seed_{seed}/" if multi else ""
+            ctx.tracker.log_metrics(
+                run_id, {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"}, epoch
+            )
+            reason = _judge(ctx, trial, step, float(metrics[INTERMEDIATE_METRIC]))
+            step += 1
+            _test_hang(trial)
+            if reason:
+                stop_reason.append(reason)
+            return reason is not None
+
+        result = train_run(
+            variant,
+            typed.to_dict(),
+            ctx.settings,
+            seed=seed,
+            data=ctx.data,
+            device=ctx.device,
+            on_epoch=on_epoch,
+        )
+        with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
+            paths = write_run_artifacts(
+                result, tmp, data=ctx.data, settings=dataclasses.asdict(ctx.settings)
+            )
+            ctx.tracker.log_artifacts(run_id, paths, f"seed_{seed}" if multi else None)
+        summaries.append(_seed_summary(result, metric_names))
+        histories.append(result.history)
+        trial.set_user_attr("seeds", summaries)
+        if result.status == "diverged":
+            trial.set_user_attr("detail", result.reason)
+            raise _Stop("diverged")
+        if result.status == "stopped":
+            raise _Stop(stop_reason[-1] if stop_reason else "stopped")
+    means = {
+        key: float(np.mean([h[-1][key] for h in histories]))
+        for key in histories[0][-1]
+        if all(key in h[-1] for h in histories)
+    }
+    if multi:
+        _log_mean_history(ctx, run_id, histories)
+    values = [means[m] for m in metric_names]
+    if not all(math.isfinite(v) for v in values):
+        raise _Stop("diverged")
+    ctx.tracker.log_metrics(run_id, {f"objective/{m}": v for m, v in zip(metric_names, values)}, 0)
+    trial.set_user_attr("final", {k: v for k, v in means.items() if math.isfinite(v)})
+    return values
+
+
+def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict]]) -> None:
+    """Per-epoch means over seeds under the unprefixed metric names."""
+    for rows in zip(*histories):
+        epoch = int(rows[0]["epoch"])
+        keys = [k for k in rows[0] if k != "epoch" and all(k in r for r in rows)]
+        ctx.tracker.log_metrics(
+            run_id, {k: float(np.mean([r[k] for r in rows])) for k in keys}, epoch
+        )
+
+
+def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
+    """Run one asked trial to its end and tell the study; KeyboardInterrupt is re-raised
+    after the trial is recorded FAIL (reason 'interrupted') and its MLflow run KILLED."""
+    run_id: str | None = None
+    frozen = ctx.storage.get_trial(_trial_id(ctx.study, ctx.storage, trial.number))
+    history = frozen.system_attrs.get("retry_history") or []
+    failed_from = history[-1] if history else None
+    try:
+        with _heartbeat(ctx.study, ctx.storage, trial):
+            if failed_from is not None:
+                trial.set_user_attr("retried_from", failed_from)
+                trial.set_user_attr("reason", None)
+            variant, typed = _configure(ctx, trial)
+            trial.set_user_attr("config", {"trainable": variant, "params": typed.to_dict()})
+            tags = {"trainable": variant, "worker": worker_id()}
+            if failed_from is not None:
+                tags["retried_from"] = str(failed_from)
+            run_id = ctx.tracker.start_trial(
+                ctx.parent_run_id,
+                study_name=ctx.study.study_name,
+                number=trial.number,
+                params={"trainable": variant, **typed.to_dict()},
+                tags=tags,
+            )
+            trial.set_user_attr("mlflow_run_id", run_id)
+            values = _train(ctx, trial, run_id, variant, typed)
+            ctx.tracker.end_trial(run_id, "COMPLETE")
+            ctx.study.tell(trial, values)
+            return TrialState.COMPLETE
+    except _Stop as stop:
+        trial.set_user_attr("reason", stop.reason)
+        if run_id is not None:
+            ctx.tracker.end_trial(run_id, "PRUNED", stop.reason)
+        ctx.study.tell(trial, state=TrialState.PRUNED)
+        return TrialState.PRUNED
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the bookkeeping below finish
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("reason", "interrupted")
+        if run_id is not None:
+            with contextlib.suppress(Exception):
+                ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
+        with contextlib.suppress(Exception):
+            ctx.study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as err:
+        reason = f"{type(err).__name__}: {err}"
+        ctx.log(f"trial {trial.number} failed: {reason}\n{traceback.format_exc()}")
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("reason", reason)
+        if run_id is not None:
+            with contextlib.suppress(Exception):
+                ctx.tracker.end_trial(run_id, "FAIL", reason)
+        ctx.study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+
+
+# -- the worker loop ----------------------------------------------------------------------
+
+
+def load_worker_study(spec: WorkerSpec, storage: Any) -> optuna.Study:
+    """The shared study with this worker's sampler and pruner."""
+    from benchmark.settings import Settings
+
+    settings = Settings(**spec.settings)
+    multi = spec.objective == "pareto"
+    fixed = fixed_sampler_params(spec.space, spec.overrides)
+    n_scored = len([e for e in range(1, settings.epochs + 1) if _scored(e, settings)])
+    return optuna.load_study(
+        study_name=spec.study_name,
+        storage=storage,
+        sampler=make_sampler(spec.sampler, multi_objective=multi, fixed=fixed),
+        pruner=make_pruner(spec.pruner, steps=n_scored * settings.seeds),
+    )
+
+
+def _scored(epoch: int, settings: Any) -> bool:
+    return epoch == settings.epochs or epoch % settings.eval_every == 0
+
+
+def fixed_sampler_params(space_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides under the names the space suggests them by (compare: 'variant.name')."""
+    if space_name != "compare":
+        return dict(overrides)
+    from benchmark.trainables import params_class
+    from studies import compare
+
+    return {
+        f"{variant}.{k}": v
+        for variant in compare.CHOICES
+        for k, v in overrides.items()
+        if k in params_class(variant).names()
+    }
+
+
+def run_worker(
+    spec: WorkerSpec,
+    *,
+    on_trial_end: Callable[[optuna.Study, FrozenTrial | None], None] | None = None,
+    data: Any = None,
+    tracker: Any = None,
+) -> int:
+    """Take trials until the budget or the deadline is reached; returns the exit code.
+
+    KeyboardInterrupt propagates after the running trial is recorded.
+    """
+    from benchmark.runner import load_data, resolve_device
+    from benchmark.settings import Settings
+    from benchmark.tracking import connect
+    from studies import get_space
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    storage = open_storage(spec.storage)
+    study = load_worker_study(spec, storage)
+    settings = Settings(**spec.settings)
+    device = resolve_device(spec.device)
+    ctx = WorkerContext(
+        spec=spec,
+        study=study,
+        storage=storage,
+        space=get_space(spec.space),
+        settings=settings,
+        data=data if data is not None else load_data(settings, device),
+        device=device,
+        tracker=tracker if tracker is not None else connect(spec.tracking_uri),
+        parent_run_id=study.user_attrs["mlflow_parent_run_id"],
+        rule=FarBehindRule() if spec.objective == "pareto" and spec.pruner != "none" else None,
+    )
+    failures = 0
+    while True:
+        trial = acquire_trial(study, spec, ctx.space)
+        if trial is None:
+            return 0
+        state = run_trial(ctx, trial)
+        failures = failures + 1 if state == TrialState.FAIL else 0
+        if on_trial_end is not None:
+            on_trial_end(study, ctx.storage.get_trial(_trial_id(study, storage, trial.number)))
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            ctx.log(f"worker {worker_id()}: {failures} trials failed in a row; stopping")
+            return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m benchmark.worker SPEC_JSON` (started by benchmark.launcher)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m benchmark.worker SPEC_JSON", file=sys.stderr)
+        return 2
+    spec = WorkerSpec.from_json(args[0])
+    try:
+        return run_worker(spec)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
