@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 
 from benchmark.classifier import Classifier, class_metrics, get_classifier
@@ -41,19 +39,27 @@ def classifier_for(data: Dataset) -> Classifier | None:
         return None
     if data.heldout_labels is None:
         return None
-    return _classifier(id(data), data)
-
-
-@lru_cache(maxsize=4)
-def _classifier(_key: int, data: Dataset) -> Classifier:
-    return get_classifier(
+    key = (
         data.name,
-        data.train,
-        data.train_labels,
-        data.heldout,
-        data.heldout_labels,
-        device=data.train.device,
+        data.source,
+        data.split_note,
+        tuple(data.train.shape),
+        str(data.train.device),
     )
+    if key not in _CLASSIFIERS:
+        # get_classifier caches on disk by a checksum of the data; this avoids re-hashing.
+        _CLASSIFIERS[key] = get_classifier(
+            data.name,
+            data.train,
+            data.train_labels,
+            data.heldout,
+            data.heldout_labels,
+            device=data.train.device,
+        )
+    return _CLASSIFIERS[key]
+
+
+_CLASSIFIERS: dict[tuple, Classifier] = {}
 
 
 def extra_metrics(samples: torch.Tensor, data: Dataset, *, n: int = 1000) -> dict[str, float]:

@@ -246,7 +246,8 @@ def _shutdown(
     workers: list[_Worker], study: optuna.Study, storage: Any, tracker: Any, log: Callable
 ) -> None:
     """Forward one SIGINT, wait for the workers to record their trials, kill stragglers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     log(f"interrupted: stopping {len(workers)} worker(s)...")
     for w in workers:
         with contextlib.suppress(ProcessLookupError):

@@ -29,15 +29,14 @@ import os
 import platform
 import random
 import re
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -45,7 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmark.data import DATASETS, DataError, Dataset, load_dataset
 from benchmark.runner import resolve_device, score_members
 from benchmark.settings import SettingsError
-from benchmark.trainable import ParamError, Trainable, TrainableParams
+from benchmark.trainable import ParamError, TrainableParams
 from benchmark.trainables import VARIANTS, build, params_class
 from benchmark.trainables.core import D_HIDDEN, G_HIDDEN
 
@@ -80,11 +79,11 @@ class PerfSettings:
     """Folder holding one sub-folder per dataset (see benchmark.data)."""
     populations: tuple[int, ...] = (1, 4, 8)
     """Population sizes P timed with MixBench (P=1 is the one-trial path)."""
-    steps: int = 24
+    steps: int = 48
     """Member-iterations timed per contender (a population of P runs steps/P of its steps)."""
     epochs: float | None = None
     """Instead of `steps`: time this many epochs' worth of member-iterations per contender."""
-    rounds: int = 3
+    rounds: int = 4
     """Timed rounds; each round runs every contender once, in rotating order."""
     warmup: int = 1
     """Untimed rounds before the timed ones (allocator, caches, lazy initialisation)."""
@@ -99,7 +98,10 @@ class PerfSettings:
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     threads: int | None = None
-    """torch.set_num_threads value; None: every CPU this process may run on."""
+    """torch.set_num_threads value; None: every CPU this process may run on (1 on CUDA)."""
+    workers: int | None = None
+    """Also time W trials (naive) or W populations of P/W members (MixBench) run at once, with
+    threads/W torch threads each; None: 2 on a CPU with >= 2 threads, else 1 (no such rows)."""
     seed: int = 0
     """Seed of the naive trial and of member 0 (member i gets seed + i)."""
     out_dir: str = "results/benchmarks"
@@ -135,6 +137,8 @@ class PerfSettings:
             )
         if self.threads is not None and self.threads < 1:
             raise SettingsError(f"--threads {self.threads} is invalid: must be >= 1")
+        if self.workers is not None and self.workers < 1:
+            raise SettingsError(f"--workers {self.workers} is invalid: must be >= 1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,32 +374,39 @@ def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) 
     return best
 
 
-def measure_peak(device: torch.device, repeats: int = 5) -> Peak:
-    """Best-of-`repeats` fp32 matmul FLOP/s and copy bandwidth with the current settings.
-
-    CPU: a 1024^3 matmul and a 64 MiB copy at torch's thread count. CUDA: an 8192^3 matmul
-    (TF32 when enabled, as in training) and a 1 GiB copy.
-    """
-    cuda = device.type == "cuda"
-    n = 8192 if cuda else 1024
-    copy_mib = 1024 if cuda else 64
+def _matmul_flops(device: torch.device, n: int, repeats: int) -> float:
     gen = torch.Generator(device=device).manual_seed(0)
     a = torch.randn(n, n, device=device, generator=gen)
     b = torch.randn(n, n, device=device, generator=gen)
-    mm = _best_seconds(lambda: torch.mm(a, b), device, repeats)
-    del a, b
-    src = torch.ones(copy_mib * 2**18, device=device)
+    return 2.0 * n**3 / _best_seconds(lambda: torch.mm(a, b), device, repeats)
+
+
+def _copy_bandwidth(device: torch.device, mib: int, repeats: int) -> float:
+    src = torch.ones(mib * 2**18, device=device)
     dst = torch.empty_like(src)
-    cp = _best_seconds(lambda: dst.copy_(src), device, repeats)
-    del src, dst
+    return 2.0 * mib * 2**20 / _best_seconds(lambda: dst.copy_(src), device, repeats)
+
+
+def measure_peak(device: torch.device, repeats: int = 5) -> Peak:
+    """Best-of-`repeats` fp32 matmul FLOP/s and copy bandwidth with the current settings.
+
+    CPU: a 1024^3 matmul and a 64 MiB copy at torch's current thread count. CUDA: an 8192^3
+    matmul (TF32 when enabled, as in training) and a 1 GiB copy.
+    """
+    cuda = device.type == "cuda"
+    n, mib = (8192, 1024) if cuda else (1024, 64)
+    flops = _matmul_flops(device, n, repeats)
+    bandwidth = _copy_bandwidth(device, mib, repeats)
+    if cuda:
+        tf32 = "TF32 on" if torch.backends.cuda.matmul.allow_tf32 else "TF32 off"
+        on = f"{torch.cuda.get_device_name(device)}, {tf32}"
+    else:
+        on = f"{torch.get_num_threads()} torch threads"
     how = (
-        f"measured in-run, best of {repeats}: fp32 matmul {n}^3 "
-        f"({'TF32 ' if cuda and torch.backends.cuda.matmul.allow_tf32 else ''}"
-        f"{torch.get_num_threads() if not cuda else 'GPU'} "
-        f"{'threads' if not cuda else ''}".rstrip()
-        + f"), copy of {copy_mib} MiB (read + write)"
+        f"measured in-run, best of {repeats}: fp32 matmul {n}^3 ({on}); copy of {mib} MiB "
+        "(bytes read + written)"
     )
-    return Peak(flops=2.0 * n**3 / mm, bandwidth=2.0 * copy_mib * 2**20 / cp, how=how)
+    return Peak(flops=flops, bandwidth=bandwidth, how=how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,67 +416,100 @@ def measure_peak(device: torch.device, repeats: int = 5) -> Peak:
 
 @dataclass
 class Contender:
-    """One timed configuration: how to run `steps` population-steps, and what it measured."""
+    """One timed configuration: `shards` run concurrently, each `steps_per_round` steps."""
 
     name: str
     population: int
-    run: Callable[[int], None]
+    """Members trained per step, over all shards (the naive loop: one per shard)."""
+    shards: list[Callable[[], None]]
+    """One callable per worker; each runs this contender's steps of one round."""
+    torch_threads: int
+    """torch.set_num_threads while this contender runs (per worker when there are several)."""
     steps_per_round: int
     seconds: list[float] = field(default_factory=list)
     """Seconds of each timed round."""
 
     @property
+    def workers(self) -> int:
+        return len(self.shards)
+
+    @property
     def member_iterations_per_round(self) -> int:
         return self.steps_per_round * self.population
+
+    def run_round(self, pool: ThreadPoolExecutor | None) -> None:
+        """Run every shard once: inline for one, on `pool`'s threads for several."""
+        if len(self.shards) == 1 or pool is None:
+            for shard in self.shards:
+                shard()
+            return
+        for future in [pool.submit(shard) for shard in self.shards]:
+            future.result()
+
+
+def _chunk(data: Dataset, steps: int, batch_size: int) -> Dataset:
+    """The first steps*batch_size training samples: one `train_epoch` is exactly `steps` steps."""
+    return dataclasses.replace(data, train=data.train[: steps * batch_size])
 
 
 def _mixbench_contender(
     settings: PerfSettings,
     data: Dataset,
     population: int,
+    workers: int,
     steps_per_round: int,
+    torch_threads: int,
     device: torch.device,
-) -> tuple[Contender, Trainable]:
-    """A population trained with `train_epoch` on exactly `steps_per_round` batches."""
-    chunk = dataclasses.replace(data, train=data.train[: steps_per_round * settings.batch_size])
-    params = [params_class(settings.trainable)()] * population
-    seeds = [settings.seed + i for i in range(population)]
-    trainable = build(
-        settings.trainable,
-        params,
-        chunk,
-        seeds=seeds,
-        device=device,
-        batch_size=settings.batch_size,
+) -> Contender:
+    """`workers` populations of population/workers members, each trained with `train_epoch`."""
+    per_worker = population // workers
+    chunk = _chunk(data, steps_per_round, settings.batch_size)
+    params = params_class(settings.trainable)()
+    shards = []
+    for w in range(workers):
+        seeds = [settings.seed + w * per_worker + i for i in range(per_worker)]
+        trainable = build(
+            settings.trainable,
+            [params] * per_worker,
+            chunk,
+            seeds=seeds,
+            device=device,
+            batch_size=settings.batch_size,
+        )
+        shards.append(trainable.train_epoch)
+    name = f"mixbench P={population}" + (
+        f" ({workers} workers x {per_worker})" if workers > 1 else ""
     )
-    last: dict[str, Any] = {}
-
-    def run(steps: int) -> None:
-        assert steps == steps_per_round
-        last["result"] = trainable.train_epoch()
-
-    contender = Contender(f"mixbench P={population}", population, run, steps_per_round, seconds=[])
-    contender.last = last  # type: ignore[attr-defined]
-    return contender, trainable
+    return Contender(name, population, shards, torch_threads, steps_per_round)
 
 
 def _naive_contender(
-    settings: PerfSettings, data: Dataset, steps_per_round: int, device: torch.device
+    settings: PerfSettings,
+    data: Dataset,
+    workers: int,
+    steps_per_round: int,
+    torch_threads: int,
+    device: torch.device,
 ) -> Contender:
-    trial = NaiveTrial(
-        settings.trainable,
-        params_class(settings.trainable)(),
-        data,
-        seed=settings.seed,
-        device=device,
-        batch_size=settings.batch_size,
-    )
+    params = params_class(settings.trainable)()
+    shards = []
+    for w in range(workers):
+        trial = NaiveTrial(
+            settings.trainable,
+            params,
+            data,
+            seed=settings.seed + w,
+            device=device,
+            batch_size=settings.batch_size,
+        )
 
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            trial.step()
+        def run(trial: NaiveTrial = trial) -> None:
+            for _ in range(steps_per_round):
+                trial.step()
 
-    return Contender("naive", 1, run, steps_per_round)
+        shards.append(run)
+    name = "naive" + (f" ({workers} workers)" if workers > 1 else "")
+    return Contender(name, workers, shards, torch_threads, steps_per_round)
 
 
 # --------------------------------------------------------------------------------------------
@@ -479,12 +523,13 @@ class Row:
 
     contender: str
     population: int
+    workers: int
+    torch_threads: int
     member_iterations: int
     iters_per_s: float
     """Member-iterations per second (a population of P counts P per step)."""
     iters_per_s_rounds: list[float]
     s_per_epoch_per_trial: float
-    train_hours_per_trial: float
     trials_per_hour_train: float
     """Trials per hour at the epoch budget, training only (extrapolated)."""
     trials_per_hour: float
@@ -507,6 +552,7 @@ class PerfReport:
     torch_version: str
     python_version: str
     threads: int
+    """torch.set_num_threads of the process (contenders with workers use threads/workers)."""
     interop_threads: int
     date: str
     load_average: dict[str, list[float]]
@@ -521,8 +567,7 @@ class PerfReport:
     notes: list[str]
 
     def to_json(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        return out
+        return dataclasses.asdict(self)
 
 
 def _slug(text: str) -> str:
@@ -539,6 +584,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def _usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _device_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
@@ -553,7 +604,7 @@ def _device_info(device: torch.device) -> dict[str, Any]:
         "type": "cpu",
         "name": _cpu_name(),
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "usable_cpus": _usable_cpus(),
         "mkl": bool(torch.backends.mkl.is_available()),
     }
 
@@ -565,36 +616,51 @@ def _load_average() -> list[float]:
         return []
 
 
-def _time_scoring(
-    trainable: Trainable, data: Dataset, result: Any, n_eval: int
-) -> dict[str, float]:
-    """Seconds of one scoring pass of one trial: sliced only, and with the exact W1."""
-    score_members(trainable, data, result, n_eval=min(n_eval, 50), exact=False)  # warm-up
+def _time_scoring(settings: PerfSettings, data: Dataset, device: torch.device) -> dict[str, float]:
+    """Seconds of one scoring pass of one trial (MixBench's `score_members`, P=1).
+
+    'sliced_s': the per-epoch pass (samples of every sampling mode, sliced W2, pixel W1);
+    'exact_s': the final pass, which adds the exact W1 (POT emd2) at n_eval per side.
+    """
+    trainable = build(
+        settings.trainable,
+        [params_class(settings.trainable)()],
+        _chunk(data, 1, settings.batch_size),
+        seeds=[settings.seed],
+        device=device,
+        batch_size=settings.batch_size,
+    )
+    result = trainable.train_epoch()
+    score_members(trainable, data, result, n_eval=min(settings.n_eval, 50), exact=True)  # warm
+    _sync(device)
     start = time.perf_counter()
-    score_members(trainable, data, result, n_eval=n_eval, exact=False)
+    score_members(trainable, data, result, n_eval=settings.n_eval, exact=False)
     sliced = time.perf_counter() - start
     start = time.perf_counter()
-    score_members(trainable, data, result, n_eval=n_eval, exact=True)
+    score_members(trainable, data, result, n_eval=settings.n_eval, exact=True)
     exact = time.perf_counter() - start
-    return {"sliced_s": sliced / trainable.size, "exact_s": exact / trainable.size}
+    return {"sliced_s": sliced, "exact_s": exact}
 
 
-def _split_steps(settings: PerfSettings, steps_per_epoch: int) -> int:
-    total = settings.steps
+def _total_steps(settings: PerfSettings, train_steps: int) -> int:
     if settings.epochs is not None:
-        total = max(1, round(settings.epochs * steps_per_epoch))
-    return max(1, math.ceil(total / settings.rounds))
+        return max(1, round(settings.epochs * train_steps))
+    return settings.steps
 
 
 def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> PerfReport:
     """Measure every contender as described in the module docstring; nothing is written."""
     device = resolve_device(settings.device)
-    threads = settings.threads
-    if threads is None:
-        threads = (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = settings.threads or (_usable_cpus() if device.type == "cpu" else 1)
+    workers = settings.workers
+    if workers is None:
+        workers = 2 if device.type == "cpu" and threads >= 2 else 1
+    if threads % workers:
+        raise SettingsError(
+            f"--workers {workers} must divide --threads {threads} (each worker gets "
+            f"threads/workers torch threads)"
         )
-    torch.set_num_threads(int(threads or 1))
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -604,47 +670,59 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         settings.dataset, data_dir=settings.data_dir, device=device, batch_size=settings.batch_size
     )
     train_samples = int(data.train.shape[0])
+    train_steps = train_samples // settings.batch_size
     epoch_size = settings.epoch_size or train_samples
     steps_per_epoch = epoch_size // settings.batch_size
-    base = _split_steps(settings, steps_per_epoch)
-    max_steps = train_samples // settings.batch_size
-    if base > max_steps:
-        raise SettingsError(
-            f"{base} steps per round need {base * settings.batch_size} training samples but "
-            f"{data.name} holds {train_samples}; lower --steps or raise --rounds"
-        )
-    log(f"{settings.trainable} on {data.name} ({device}, {torch.get_num_threads()} threads)")
+    per_round = max(1, math.ceil(_total_steps(settings, train_steps) / settings.rounds))
+    log(
+        f"{settings.trainable} on {data.name} ({device}, {threads} torch threads); "
+        f"{per_round} member-iterations per contender per round"
+    )
 
-    contenders = [_naive_contender(settings, data, base, device)]
-    trainables: dict[int, Trainable] = {}
+    def steps_for(population: int) -> int:
+        steps = max(1, round(per_round / population))
+        if steps > train_steps:
+            raise SettingsError(
+                f"{steps} steps per round need {steps * settings.batch_size} training samples "
+                f"but {data.name} holds {train_samples}; lower --steps or raise --rounds"
+            )
+        return steps
+
+    contenders = [_naive_contender(settings, data, 1, steps_for(1), threads, device)]
+    if workers > 1:
+        contenders.append(
+            _naive_contender(
+                settings, data, workers, steps_for(workers), threads // workers, device
+            )
+        )
     for p in settings.populations:
-        c, t = _mixbench_contender(settings, data, p, max(1, round(base / p)), device)
-        contenders.append(c)
-        trainables[p] = t
+        contenders.append(_mixbench_contender(settings, data, p, 1, steps_for(p), threads, device))
+        if workers > 1 and p >= workers and p % workers == 0:
+            contenders.append(
+                _mixbench_contender(
+                    settings, data, p, workers, steps_for(p), threads // workers, device
+                )
+            )
 
     total_rounds = settings.warmup + settings.rounds
-    for r in range(total_rounds):
-        shift = r % len(contenders)
-        for c in contenders[shift:] + contenders[:shift]:
-            _sync(device)
-            start = time.perf_counter()
-            c.run(c.steps_per_round)
-            _sync(device)
-            seconds = time.perf_counter() - start
-            if r >= settings.warmup:
-                c.seconds.append(seconds)
-        tag = "warm-up" if r < settings.warmup else "timed"
-        log(f"  round {r + 1}/{total_rounds} ({tag}) done")
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for r in range(total_rounds):
+            shift = r % len(contenders)
+            for c in contenders[shift:] + contenders[:shift]:
+                torch.set_num_threads(c.torch_threads)
+                _sync(device)
+                start = time.perf_counter()
+                c.run_round(pool)
+                _sync(device)
+                seconds = time.perf_counter() - start
+                if r >= settings.warmup:
+                    c.seconds.append(seconds)
+            tag = "warm-up" if r < settings.warmup else "timed"
+            log(f"  round {r + 1}/{total_rounds} ({tag}) done")
+    torch.set_num_threads(threads)
 
     log("  timing one scoring pass and the device peaks")
-    one = trainables.get(1)
-    if one is None:
-        c, one = _mixbench_contender(settings, data, 1, 1, device)
-        c.run(1)
-        last = c.last["result"]  # type: ignore[attr-defined]
-    else:
-        last = next(c for c in contenders if c.name == "mixbench P=1").last["result"]  # type: ignore[attr-defined]
-    scoring = _time_scoring(one, data, last, settings.n_eval)
+    scoring = _time_scoring(settings, data, device)
     scoring_s = (settings.target_epochs - 1) * scoring["sliced_s"] + scoring["exact_s"]
     peak = measure_peak(device)
     cost = iteration_cost(
@@ -662,11 +740,12 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
             Row(
                 contender=c.name,
                 population=c.population,
+                workers=c.workers,
+                torch_threads=c.torch_threads,
                 member_iterations=iters,
                 iters_per_s=rate,
                 iters_per_s_rounds=[c.member_iterations_per_round / s for s in c.seconds],
                 s_per_epoch_per_trial=per_epoch,
-                train_hours_per_trial=train_s / 3600,
                 trials_per_hour_train=3600 / train_s,
                 trials_per_hour=3600 / (train_s + scoring_s),
                 train_ratio=1.0,
@@ -682,7 +761,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         row.ratio = row.trials_per_hour / naive.trials_per_hour
 
     notes = [
-        f"Trials per hour are extrapolated to {settings.target_epochs} epochs of {epoch_size} "
+        f"Trials per hour are EXTRAPOLATED to {settings.target_epochs} epochs of {epoch_size} "
         f"samples ({steps_per_epoch} steps of {settings.batch_size}) from the measured "
         "member-iterations per second; nothing ran for that long.",
         f"Scoring per trial at that budget: {settings.target_epochs - 1} sliced passes "
@@ -690,7 +769,12 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         f"({scoring['exact_s']:.3f} s), measured once with MixBench's score_members at "
         f"n_eval={settings.n_eval} and charged equally to every contender.",
         f"Contenders ran interleaved in {settings.rounds} timed rounds (after {settings.warmup}"
-        " warm-up) in rotating order; rates are total member-iterations / total seconds.",
+        " warm-up) in rotating order, in one process; rates are total member-iterations / "
+        "total seconds; 'it/s by round' shows the spread.",
+        "x naive: trials per hour relative to the first row (one naive trial using every torch "
+        "thread). Rows with workers run that many trials or populations at once on Python "
+        "threads with threads/workers torch threads each, as separate worker processes would; "
+        "'naive (W workers)' is W naive scripts at once, for reference.",
         f"Roofline: achieved FLOP/s / min(peak, intensity x bandwidth); {cost.note}.",
     ]
     return PerfReport(
@@ -698,7 +782,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         device=_device_info(device),
         torch_version=torch.__version__,
         python_version=platform.python_version(),
-        threads=torch.get_num_threads(),
+        threads=threads,
         interop_threads=torch.get_num_interop_threads(),
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         load_average={"start": load_start, "end": load_end},
@@ -714,60 +798,62 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
     )
 
 
-_COLUMNS: tuple[tuple[str, str, Callable[[Row], str]], ...] = (
-    ("contender", "contender", lambda r: r.contender),
-    ("P", "P", lambda r: str(r.population)),
-    ("timed", "timed it", lambda r: str(r.member_iterations)),
-    ("rate", "it/s", lambda r: f"{r.iters_per_s:.2f}"),
+def _threads_cell(row: Row) -> str:
+    return f"{row.workers}x{row.torch_threads}" if row.workers > 1 else str(row.torch_threads)
+
+
+_COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
+    ("contender", lambda r: r.contender),
+    ("P", lambda r: str(r.population)),
+    ("threads", _threads_cell),
+    ("timed it", lambda r: str(r.member_iterations)),
+    ("it/s", lambda r: f"{r.iters_per_s:.2f}"),
     (
-        "range",
         "it/s by round",
         lambda r: f"{min(r.iters_per_s_rounds):.2f}-{max(r.iters_per_s_rounds):.2f}",
     ),
-    ("epoch", "s/epoch/trial", lambda r: f"{r.s_per_epoch_per_trial:.1f}"),
-    ("tph_train", "trials/h (train)", lambda r: f"{r.trials_per_hour_train:.3g}"),
-    ("tph", "trials/h (+scoring)", lambda r: f"{r.trials_per_hour:.3g}"),
-    ("train_ratio", "x naive (train)", lambda r: f"{r.train_ratio:.2f}"),
-    ("ratio", "x naive (+scoring)", lambda r: f"{r.ratio:.2f}"),
-    ("gflops", "GFLOP/s", lambda r: f"{r.gflops:.1f}"),
-    ("roofline", "roofline", lambda r: f"{100 * r.roofline_fraction:.1f}%"),
-    ("scoring", "scoring share", lambda r: f"{100 * r.scoring_share:.1f}%"),
+    ("s/epoch/trial", lambda r: f"{r.s_per_epoch_per_trial:.2f}"),
+    ("trials/h (train)", lambda r: f"{r.trials_per_hour_train:.3g}"),
+    ("trials/h (+scoring)", lambda r: f"{r.trials_per_hour:.3g}"),
+    ("x naive (train)", lambda r: f"{r.train_ratio:.2f}"),
+    ("x naive (+scoring)", lambda r: f"{r.ratio:.2f}"),
+    ("GFLOP/s", lambda r: f"{r.gflops:.1f}"),
+    ("roofline", lambda r: f"{100 * r.roofline_fraction:.1f}%"),
+    ("scoring share", lambda r: f"{100 * r.scoring_share:.1f}%"),
 )
 
 
 def render_table(rows: Sequence[Row]) -> str:
     """The contenders as a Markdown table, one line per contender."""
-    head = "| " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
-    sep = "|" + "|".join("---" for _ in _COLUMNS) + "|"
-    lines = [head, sep]
-    for row in rows:
-        lines.append("| " + " | ".join(fmt(row) for _, _, fmt in _COLUMNS) + " |")
+    lines = [
+        "| " + " | ".join(title for title, _ in _COLUMNS) + " |",
+        "|" + "|".join("---" for _ in _COLUMNS) + "|",
+    ]
+    lines.extend("| " + " | ".join(fmt(row) for _, fmt in _COLUMNS) + " |" for row in rows)
     return "\n".join(lines)
 
 
 def render_markdown(report: PerfReport) -> str:
     """The whole report: conditions, the table and how each number was obtained."""
     s, dev = report.settings, report.device
-    mib = 2**20
+    where = f", {dev['usable_cpus']} usable CPUs" if dev["type"] == "cpu" else ""
     lines = [
         f"# MixBench throughput: {s['trainable']} on {dev['name']}",
         "",
         f"- date: {report.date}",
-        f"- device: {dev['type']}, {dev['name']}"
-        + (f", {dev['usable_cpus']} usable CPUs" if dev["type"] == "cpu" else ""),
+        f"- device: {dev['type']}, {dev['name']}{where}",
         f"- torch {report.torch_version}, Python {report.python_version}; torch threads "
-        f"{report.threads} (set with torch.set_num_threads), inter-op threads "
-        f"{report.interop_threads}",
+        f"{report.threads} (torch.set_num_threads), inter-op threads {report.interop_threads}",
         f"- load average (1/5/15 min) at start {report.load_average['start']}, at end "
         f"{report.load_average['end']}",
         f"- dataset: {s['dataset']}: {report.dataset_note}",
         f"- batch {s['batch_size']}, default {s['trainable']} params; {report.steps_per_epoch} "
         f"steps per epoch ({report.epoch_size} samples); budget {s['target_epochs']} epochs",
         f"- cost per member-iteration: {report.cost['flop'] / 1e9:.2f} GFLOP, "
-        f"{report.cost['bytes'] / mib:.0f} MiB, intensity {report.cost['intensity']:.1f} FLOP/B",
+        f"{report.cost['bytes'] / 2**20:.0f} MiB, {report.cost['intensity']:.1f} FLOP/byte",
         f"- device peak: {report.peak['flops'] / 1e9:.1f} GFLOP/s, "
         f"{report.peak['bandwidth'] / 1e9:.1f} GB/s ({report.peak['how']})",
-        f"- scoring per trial: {report.scoring['per_trial_s']:.1f} s at the budget",
+        f"- scoring per trial at the budget: {report.scoring['per_trial_s']:.1f} s",
         "",
         render_table(report.rows),
         "",
@@ -784,7 +870,7 @@ def write_report(report: PerfReport, out_dir: str | Path) -> tuple[Path, Path]:
     stem = f"perf-{_slug(report.device['name'])}"
     md, js = out / f"{stem}.md", out / f"{stem}.json"
     md.write_text(render_markdown(report))
-    js.write_text(json.dumps(report.to_json(), indent=2, default=float) + "\n")
+    js.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return md, js
 
 
@@ -833,6 +919,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="samples per side when scoring")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also time this many trials/populations at once, threads/workers torch threads "
+        "each (default: 2 on a CPU with >= 2 threads, else 1)",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out-dir", default=d.out_dir)
     return p
@@ -857,6 +950,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_eval=args.n_eval,
             device=args.device,
             threads=args.threads,
+            workers=args.workers,
             seed=args.seed,
             out_dir=args.out_dir,
         )

@@ -7,8 +7,8 @@ the ``mlflow.parentRunId`` tag.
 
 from __future__ import annotations
 
-import math
 import platform
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 __all__ = [
     "EXPERIMENT",
@@ -220,6 +221,7 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
     from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or default_tracking_uri()
+    _preflight(uri)
     try:
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
@@ -242,11 +244,21 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
     return Tracker(client=client, tracking_uri=uri, experiment_id=experiment_id)
 
 
+def _preflight(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable tracking server (MLflow itself retries for minutes)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as err:
+        raise TrackingError(
+            f"cannot reach MLflow tracking server {uri!r}: {err}; start it (mlflow server) "
+            "or pass another --tracking-uri (e.g. sqlite:///mlflow.db)"
+        ) from None
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
-
-
-def finite_or_none(value: float) -> float | None:
-    """`value` when finite, else None (for JSON summaries)."""
-    return value if math.isfinite(value) else None

@@ -47,6 +47,7 @@ __all__ = [
     "make_pruner",
     "make_sampler",
     "open_storage",
+    "room_left",
     "run_worker",
     "storage_kind",
     "worker_id",
@@ -119,7 +120,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
 
         path = Path(url)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results/
             if path.is_dir():
                 raise IsADirectoryError(f"{path} is a directory")
             return JournalStorage(JournalFileBackend(str(path)))
@@ -133,20 +134,25 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
     except ArgumentError as err:
         raise StorageError(_storage_help(url, str(err))) from None
     engine_kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        with contextlib.suppress(OSError):  # an unusable folder fails below, naming the URL
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     kwargs: dict[str, Any] = {}
-    if heartbeat:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-        kwargs = {
-            "heartbeat_interval": HEARTBEAT_SECONDS,
-            "grace_period": 3 * HEARTBEAT_SECONDS,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2),
-        }
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if heartbeat:
+                from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+                kwargs = {
+                    "heartbeat_interval": HEARTBEAT_SECONDS,
+                    "grace_period": 3 * HEARTBEAT_SECONDS,
+                    "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                        max_retry=2
+                    ),
+                }
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ModuleNotFoundError as err:
         raise StorageError(
@@ -302,6 +308,17 @@ def known_params(trial: FrozenTrial) -> dict[str, Any]:
     return {**trial.user_attrs.get("fixed", {}), **trial.params}
 
 
+def room_left(trials: Sequence[FrozenTrial], spec: WorkerSpec) -> bool:
+    """Whether a worker should take another trial: a retry is queued, or complete + pruned +
+    running trials are fewer than the budget, and the deadline has not passed."""
+    if spec.deadline is not None and time.time() >= spec.deadline:
+        return False
+    counts = budget_counts(trials)
+    if counts["WAITING"]:
+        return True
+    return counts["COMPLETE"] + counts["PRUNED"] + counts["RUNNING"] < spec.trials
+
+
 def acquire_trial(study: optuna.Study, spec: WorkerSpec, space: Any) -> optuna.Trial | None:
     """The next trial for this worker, or None when the budget is used up or time is over.
 
@@ -310,20 +327,20 @@ def acquire_trial(study: optuna.Study, spec: WorkerSpec, space: Any) -> optuna.T
     variant) and ask, which pops the oldest waiting trial (a ticket or a retry).
     """
     with ask_lock(spec.lock_path):
-        if spec.deadline is not None and time.time() >= spec.deadline:
-            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # no-op without RDB heartbeat
         trials = study.get_trials(deepcopy=False)
-        counts = budget_counts(trials)
-        if counts["WAITING"] == 0:
-            if counts["COMPLETE"] + counts["PRUNED"] + counts["RUNNING"] >= spec.trials:
-                return None
+        if not room_left(trials, spec):
+            return None
+        if not any(t.state == TrialState.WAITING for t in trials):
             live = [known_params(t) for t in trials if t.state in COUNTED_STATES]
             fixed = space.next_fixed(live)
             study.enqueue_trial(fixed, user_attrs={"fixed": fixed, "worker": worker_id()})
-        trial = study.ask()
+        with warnings.catch_warnings():
+            # RDB heartbeats are recorded by this module's own thread (see _heartbeat)
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            trial = study.ask()
         trial.set_user_attr("worker", worker_id())
         return trial
 
@@ -556,6 +573,19 @@ def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict
         )
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
     """Run one asked trial to its end and tell the study; KeyboardInterrupt is re-raised
     after the trial is recorded FAIL (reason 'interrupted') and its MLflow run KILLED."""
@@ -592,14 +622,14 @@ def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
         ctx.study.tell(trial, state=TrialState.PRUNED)
         return TrialState.PRUNED
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the bookkeeping below finish
-        with contextlib.suppress(Exception):
-            trial.set_user_attr("reason", "interrupted")
-        if run_id is not None:
+        with _sigint_ignored():  # a second Ctrl-C must not cut the bookkeeping short
             with contextlib.suppress(Exception):
-                ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
-        with contextlib.suppress(Exception):
-            ctx.study.tell(trial, state=TrialState.FAIL)
+                trial.set_user_attr("reason", "interrupted")
+            if run_id is not None:
+                with contextlib.suppress(Exception):
+                    ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
+            with contextlib.suppress(Exception):
+                ctx.study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"
@@ -662,18 +692,22 @@ def run_worker(
 
     KeyboardInterrupt propagates after the running trial is recorded.
     """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(spec.storage)
+    peek = optuna.load_study(study_name=spec.study_name, storage=storage)
+    if not room_left(peek.get_trials(deepcopy=False), spec):
+        return 0  # e.g. a replacement worker whose retry another worker already took
+    if spec.threads:
+        import torch
+
+        torch.set_num_threads(spec.threads)
+    study = load_worker_study(spec, storage)
+
     from benchmark.runner import load_data, resolve_device
     from benchmark.settings import Settings
     from benchmark.tracking import connect
     from studies import get_space
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if spec.threads:
-        import torch
-
-        torch.set_num_threads(spec.threads)
-    storage = open_storage(spec.storage)
-    study = load_worker_study(spec, storage)
     settings = Settings(**spec.settings)
     device = resolve_device(spec.device)
     ctx = WorkerContext(

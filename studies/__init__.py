@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from benchmark.settings import Settings
-from studies import compare, gan, mixture, realmix
+from studies import ablation, compare, gan, mixture, realmix
 
 __all__ = ["SPACES", "SearchSpace", "SpaceError", "Suggester", "get_space", "split_variant"]
 
@@ -63,6 +63,8 @@ SPACES: dict[str, SearchSpace] = {
     "mixture": mixture,
     "gan": gan,
     "compare": compare,
+    "realmix-ablation": ablation.REALMIX,
+    "mixture-ablation": ablation.MIXTURE,
 }
 
 

@@ -204,7 +204,15 @@ def test_perf_cli_writes_one_row_per_contender(tmp_path):
 
 def test_perf_cli_rejects_bad_populations(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark.perf", "--populations", "1,0", "--out-dir", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "benchmark.perf",
+            "--populations",
+            "1,0",
+            "--out-dir",
+            str(tmp_path),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

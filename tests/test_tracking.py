@@ -99,7 +99,14 @@ def test_resume_study_reopens_a_finished_parent_and_rejects_unknown_ids(tracker)
     assert not tracker.resume_study("0" * 32)
 
 
+def test_unreachable_server_fails_fast_with_a_tracking_error():
+    # port 1 on localhost refuses connections: no MLflow retry loop, an immediate error
+    with pytest.raises(tracking.TrackingError, match="cannot reach MLflow tracking server"):
+        tracking.connect("http://127.0.0.1:1")
+
+
 def test_unusable_store_is_a_tracking_error_naming_the_uri(tmp_path):
-    uri = f"sqlite:///{tmp_path}/missing-dir/sub/\0bad.db"
+    (tmp_path / "a-file").write_text("")
+    uri = f"sqlite:///{tmp_path}/a-file/mlflow.db"  # parent is a file: cannot be created
     with pytest.raises(tracking.TrackingError, match="cannot use MLflow tracking URI"):
         tracking.connect(uri)
