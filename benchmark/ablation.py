@@ -270,6 +270,8 @@ def _one_factor(
     p_holm = stats.holm([1.0 if p is None else p for p in raw])
     rows = []
     for level, comp, p, ph in zip(factor.levels[1:], comps, raw, p_holm, strict=True):
+        # an undefined test (no spread at all) is never evidence
+        decided = "inconclusive" if p is None else stats.verdict(comp, floor, alpha, p_adjusted=ph)
         rows.append(
             {
                 "effect": f"{level} vs {base}",
@@ -279,11 +281,7 @@ def _one_factor(
                 "ci_high": comp.ci.high,
                 "p": math.nan if p is None else p,
                 "p_holm": math.nan if p is None else float(ph),
-                "verdict": stats.verdict(
-                    comp, floor, alpha, p_adjusted=None if p is None else float(ph)
-                )
-                if p is not None
-                else "inconclusive",
+                "verdict": decided,
             }
         )
     out = pd.DataFrame(
@@ -392,6 +390,7 @@ def write_ablation_report(
         "and |effect| exceeds the noise floor (2 x the pooled seed-to-seed sd within cells); "
         "anything else is inconclusive. Holm corrects within each response's family."
     )
+    conclusions_at = len(doc.blocks)  # the conclusions go first; they are known at the end
     runs.to_csv(folder / "runs.csv", index=False)
     cells = cell_rows(runs, design)
     pd.DataFrame(cells).to_csv(folder / "cells.csv", index=False)
@@ -448,8 +447,10 @@ def write_ablation_report(
         verdicts[response] = {r.effect: r for r in frame.itertuples(index=False)}
     all_effects = pd.concat(effects, ignore_index=True) if effects else pd.DataFrame()
     all_effects.to_csv(folder / "effects.csv", index=False)
-    doc.heading("What the data say")
-    doc.bullets(_conclusions(design, verdicts))
+    summary = Document("")
+    summary.heading("What the data say")
+    summary.bullets(_conclusions(design, verdicts))
+    doc.blocks[conclusions_at:conclusions_at] = summary.blocks
     md, page = doc.write(folder)
     return md, page, all_effects
 

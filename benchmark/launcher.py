@@ -1,6 +1,8 @@
 """Start one worker process per GPU (or CPU slot), watch them, and replace the ones that die.
 
-The launcher is what makes a journal-file study fault tolerant: it owns its workers, so when
+Workers are forked from a multiprocessing fork server that has already imported torch, POT
+and MLflow, so starting one (or a replacement) costs milliseconds, not ten seconds. The
+launcher is what makes a journal-file study fault tolerant: it owns its workers, so when
 one dies (SIGKILL, OOM) it fails that worker's running trial, re-queues it with the same
 params (user attr ``retried_from`` on the retry) and starts a replacement. RDB studies get
 the same from the launcher for local workers, and from Optuna's heartbeat for workers started
@@ -12,25 +14,32 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
+import multiprocessing.connection
 import os
-import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.worker import WorkerSpec, fail_and_retry, worker_id
+from benchmark.worker import WorkerSpec, fail_and_retry, process_main, worker_id
 
-__all__ = ["Slot", "cpu_slots", "gpu_slots", "launch", "recover_orphans", "pid_alive"]
+__all__ = [
+    "Slot",
+    "cpu_slots",
+    "gpu_slots",
+    "handle_dead_worker",
+    "launch",
+    "pid_alive",
+    "recover_orphans",
+    "warm_up",
+]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHUTDOWN_GRACE_SECONDS = 60.0
 """How long workers get to record their trials after Ctrl-C before they are killed."""
 
@@ -137,11 +146,37 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+PRELOAD = (
+    "benchmark.worker",
+    "benchmark.runner",
+    "benchmark.artifacts",
+    "benchmark.tracking",
+    "studies",
+    "mlflow",
+)
+"""Imported once by the fork server, so a worker (or a replacement) starts in milliseconds
+instead of re-importing torch, POT and MLflow. Nothing is initialised there: no CUDA context,
+no database connection; each worker opens its own."""
+
+
+def _context() -> Any:
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now, so its imports overlap the launcher's own set-up."""
+    _context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
 @dataclass
 class _Worker:
     slot: Slot
-    proc: subprocess.Popen
-    pidfd: int | None
+    proc: Any  # multiprocessing.Process
 
     @property
     def owner(self) -> str:
@@ -151,34 +186,21 @@ class _Worker:
 def _start(spec: WorkerSpec, slot: Slot) -> _Worker:
     worker_spec = dataclasses.replace(spec, device=slot.device, threads=slot.threads)
     env = {**os.environ, **dict(slot.env)}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+    proc = _context().Process(
+        target=process_main,
+        args=(worker_spec.to_json(), env, os.getcwd()),
+        name=f"mixbench-{slot.label}",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.worker", worker_spec.to_json()],
-        env=env,
-        start_new_session=True,  # Ctrl-C reaches the launcher, which forwards it once
-    )
-    pidfd = None
-    with contextlib.suppress(AttributeError, OSError):
-        pidfd = os.pidfd_open(proc.pid)
-    return _Worker(slot, proc, pidfd)
+    proc.start()
+    return _Worker(slot, proc)
 
 
 def _wait_any(workers: Sequence[_Worker], timeout: float) -> list[_Worker]:
-    """Workers that exited within `timeout` seconds (reaped)."""
-    fds = [w.pidfd for w in workers if w.pidfd is not None]
-    if len(fds) == len(workers) and fds:
-        select.select(fds, [], [], timeout)
-    else:  # no pidfd support: poll
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and all(w.proc.poll() is None for w in workers):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                workers[0].proc.wait(timeout=min(0.2, timeout))
-    exited = [w for w in workers if w.proc.poll() is not None]
+    """Workers that exited within `timeout` seconds (joined)."""
+    multiprocessing.connection.wait([w.proc.sentinel for w in workers], timeout)
+    exited = [w for w in workers if w.proc.exitcode is not None]
     for w in exited:
-        if w.pidfd is not None:
-            os.close(w.pidfd)
+        w.proc.join()
     return exited
 
 
@@ -201,11 +223,12 @@ def launch(
     workers = [_start(spec, s) for s in slots]
     replacements = 0
     worst = 0
+    previous_term = _sigterm_as_interrupt()
     try:
         while workers:
             for w in _wait_any(workers, tick_seconds):
                 workers.remove(w)
-                code = w.proc.returncode
+                code = w.proc.exitcode
                 if code == 0:
                     continue
                 reason = f"worker {w.owner} ({w.slot.label}) {_describe_exit(code)}"
@@ -230,7 +253,22 @@ def launch(
     except KeyboardInterrupt:
         _shutdown(workers, study, storage, tracker, log)
         return 130
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
     return worst
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (kill, a job scheduler) stops the study like Ctrl-C; returns the old handler."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        return None
 
 
 def _budget_left(study: optuna.Study, spec: WorkerSpec) -> bool:
@@ -251,17 +289,13 @@ def _shutdown(
     log(f"interrupted: stopping {len(workers)} worker(s)...")
     for w in workers:
         with contextlib.suppress(ProcessLookupError):
-            w.proc.send_signal(signal.SIGINT)
+            os.kill(w.proc.pid, signal.SIGINT)
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for w in workers:
-        try:
-            w.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        w.proc.join(timeout=max(0.1, deadline - time.monotonic()))
+        if w.proc.exitcode is None:
             w.proc.kill()
-            w.proc.wait()
+            w.proc.join()
         handle_dead_worker(
             study, storage, w.owner, "interrupted (Ctrl-C)", tracker=tracker, retry=False
         )
-        if w.pidfd is not None:
-            with contextlib.suppress(OSError):
-                os.close(w.pidfd)

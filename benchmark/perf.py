@@ -3,12 +3,16 @@
 Contenders, measured side by side in one process, interleaved round by round so that a noisy
 machine slows them alike:
 
-- ``naive``: one trial as the paper's code would train it: ``nn.Sequential`` G and D,
+- ``naive``: one trial as a single-run research script trains it: ``nn.Sequential`` G and D,
   ``torch.optim.Adam``, a ``DataLoader`` over a ``TensorDataset`` (shuffled batches), the
   variant's input (RealMix: a rolling buffer of real images mixed in per batch) written in
   plain torch, and ``.item()`` per step for logging;
 - ``mixbench P=1``: `benchmark.trainables.build` with one member (the harness's one-trial path);
-- ``mixbench P=k``: populations of k members trained at once.
+- ``mixbench P=k``: populations of k members trained at once;
+- with ``--workers W`` (default 2 on a CPU with two or more threads): ``naive (W workers)``,
+  W naive trials at once, and ``mixbench P=k (W workers x k/W)``, W populations at once, each
+  worker on its own Python thread with threads/W torch threads, as W worker processes of a
+  study would run.
 
 For each contender: member-iterations per second, seconds per epoch per trial, trials per hour
 at ``--target-epochs`` (extrapolated from the measured rate and the training split's steps per
@@ -29,6 +33,7 @@ import os
 import platform
 import random
 import re
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,7 +88,7 @@ class PerfSettings:
     """Member-iterations timed per contender (a population of P runs steps/P of its steps)."""
     epochs: float | None = None
     """Instead of `steps`: time this many epochs' worth of member-iterations per contender."""
-    rounds: int = 4
+    rounds: int = 8
     """Timed rounds; each round runs every contender once, in rotating order."""
     warmup: int = 1
     """Untimed rounds before the timed ones (allocator, caches, lazy initialisation)."""
@@ -98,7 +103,7 @@ class PerfSettings:
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
     threads: int | None = None
-    """torch.set_num_threads value; None: every CPU this process may run on (1 on CUDA)."""
+    """torch.set_num_threads value; None: every CPU this process may run on."""
     workers: int | None = None
     """Also time W trials (naive) or W populations of P/W members (MixBench) run at once, with
     threads/W torch threads each; None: 2 on a CPU with >= 2 threads, else 1 (no such rows)."""
@@ -117,18 +122,17 @@ class PerfSettings:
                 f"--populations {','.join(map(str, self.populations))} is invalid: give "
                 "positive population sizes separated by commas, e.g. 1,4,8"
             )
-        checks = {
-            "--steps": self.steps >= 1,
-            "--rounds": self.rounds >= 1,
-            "--warmup": self.warmup >= 0,
-            "--target-epochs": self.target_epochs >= 1,
-            "--batch-size": self.batch_size >= 2,
-            "--n-eval": self.n_eval >= 10,
+        minimum = {
+            "--steps": (self.steps, 1),
+            "--rounds": (self.rounds, 1),
+            "--warmup": (self.warmup, 0),
+            "--target-epochs": (self.target_epochs, 1),
+            "--batch-size": (self.batch_size, 2),
+            "--n-eval": (self.n_eval, 10),
         }
-        bounds = {"--warmup": 0, "--batch-size": 2, "--n-eval": 10}
-        for flag, ok in checks.items():
-            if not ok:
-                raise SettingsError(f"{flag} is invalid: must be >= {bounds.get(flag, 1)}")
+        for flag, (value, low) in minimum.items():
+            if value < low:
+                raise SettingsError(f"{flag} {value} is invalid: must be >= {low}")
         if self.epochs is not None and not self.epochs > 0:
             raise SettingsError(f"--epochs {self.epochs} is invalid: must be > 0")
         if self.epoch_size is not None and self.epoch_size < self.batch_size:
@@ -227,7 +231,8 @@ class NaiveTrial:
         k = round(p.buffer_refresh * self.capacity)
         if k:  # rolling refresh: the oldest k slots get fresh real images
             slots = (self.ptr + torch.arange(k, device=self.device)) % self.capacity
-            self.buffer[slots] = self.train_x[torch.randint(len(self.train_x), (k,))]
+            new = torch.randint(len(self.train_x), (k,), device=self.device)
+            self.buffer[slots] = self.train_x[new]
             self.ptr = (self.ptr + k) % self.capacity
         z = torch.randn(n, p.z_dim, device=self.device)
         if random.random() < p.p_mix:  # the paper mixes per minibatch
@@ -352,6 +357,11 @@ class Peak:
     bandwidth: float
     how: str
 
+    def best(self, other: Peak) -> Peak:
+        """The higher of two measurements of each peak."""
+        how = self.how if "rounds" in self.how else f"{self.how}; best over the rounds"
+        return Peak(max(self.flops, other.flops), max(self.bandwidth, other.bandwidth), how)
+
     def roofline(self, intensity: float) -> float:
         """Attainable FLOP/s at `intensity` FLOP/byte: min(peak, intensity * bandwidth)."""
         return min(self.flops, intensity * self.bandwidth)
@@ -398,8 +408,8 @@ def measure_peak(device: torch.device, repeats: int = 5) -> Peak:
     flops = _matmul_flops(device, n, repeats)
     bandwidth = _copy_bandwidth(device, mib, repeats)
     if cuda:
-        tf32 = "TF32 on" if torch.backends.cuda.matmul.allow_tf32 else "TF32 off"
-        on = f"{torch.cuda.get_device_name(device)}, {tf32}"
+        precision = torch.get_float32_matmul_precision()
+        on = f"{torch.cuda.get_device_name(device)}, float32 matmul precision {precision}"
     else:
         on = f"{torch.get_num_threads()} torch threads"
     how = (
@@ -428,6 +438,8 @@ class Contender:
     steps_per_round: int
     seconds: list[float] = field(default_factory=list)
     """Seconds of each timed round."""
+    threads_seen: set[int] = field(default_factory=set)
+    """torch.get_num_threads() as seen by the shards while they ran."""
 
     @property
     def workers(self) -> int:
@@ -437,14 +449,21 @@ class Contender:
     def member_iterations_per_round(self) -> int:
         return self.steps_per_round * self.population
 
-    def run_round(self, pool: ThreadPoolExecutor | None) -> None:
-        """Run every shard once: inline for one, on `pool`'s threads for several."""
-        if len(self.shards) == 1 or pool is None:
-            for shard in self.shards:
-                shard()
-            return
-        for future in [pool.submit(shard) for shard in self.shards]:
-            future.result()
+    def _shard(self, shard: Callable[[], None]) -> int:
+        # torch's thread count belongs to the thread that runs the ops (OpenMP), so every
+        # worker sets its own; the count it then sees is recorded for the report.
+        torch.set_num_threads(self.torch_threads)
+        seen = torch.get_num_threads()
+        shard()
+        return seen
+
+    def run_round(self, pool: ThreadPoolExecutor) -> None:
+        """Run every shard once: inline for one, concurrently on `pool`'s threads for several."""
+        if len(self.shards) == 1:
+            seen = [self._shard(self.shards[0])]
+        else:
+            seen = [f.result() for f in [pool.submit(self._shard, s) for s in self.shards]]
+        self.threads_seen.update(seen)
 
 
 def _chunk(data: Dataset, steps: int, batch_size: int) -> Dataset:
@@ -525,6 +544,7 @@ class Row:
     population: int
     workers: int
     torch_threads: int
+    """torch threads per worker, as the workers saw them while running."""
     member_iterations: int
     iters_per_s: float
     """Member-iterations per second (a population of P counts P per step)."""
@@ -597,7 +617,7 @@ def _device_info(device: torch.device) -> dict[str, Any]:
             "type": "cuda",
             "name": props.name,
             "memory_gib": round(props.total_memory / 2**30, 1),
-            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cuda": torch.version.cuda,
         }
     return {
@@ -651,7 +671,7 @@ def _total_steps(settings: PerfSettings, train_steps: int) -> int:
 def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> PerfReport:
     """Measure every contender as described in the module docstring; nothing is written."""
     device = resolve_device(settings.device)
-    threads = settings.threads or (_usable_cpus() if device.type == "cpu" else 1)
+    threads = settings.threads or _usable_cpus()
     workers = settings.workers
     if workers is None:
         workers = 2 if device.type == "cpu" and threads >= 2 else 1
@@ -662,8 +682,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         )
     torch.set_num_threads(threads)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls, for every contender
     load_start = _load_average()
 
     data = load_dataset(
@@ -705,11 +724,11 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
             )
 
     total_rounds = settings.warmup + settings.rounds
+    peak: Peak | None = None
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for r in range(total_rounds):
             shift = r % len(contenders)
             for c in contenders[shift:] + contenders[:shift]:
-                torch.set_num_threads(c.torch_threads)
                 _sync(device)
                 start = time.perf_counter()
                 c.run_round(pool)
@@ -717,14 +736,19 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
                 seconds = time.perf_counter() - start
                 if r >= settings.warmup:
                     c.seconds.append(seconds)
+            # The peaks are measured between rounds too and the best kept, so that a burst of
+            # load from other processes does not pass for the device's peak.
+            torch.set_num_threads(threads)
+            round_peak = measure_peak(device, repeats=3)
+            peak = round_peak if peak is None else peak.best(round_peak)
             tag = "warm-up" if r < settings.warmup else "timed"
             log(f"  round {r + 1}/{total_rounds} ({tag}) done")
     torch.set_num_threads(threads)
+    assert peak is not None
 
-    log("  timing one scoring pass and the device peaks")
+    log("  timing one scoring pass")
     scoring = _time_scoring(settings, data, device)
     scoring_s = (settings.target_epochs - 1) * scoring["sliced_s"] + scoring["exact_s"]
-    peak = measure_peak(device)
     cost = iteration_cost(
         settings.trainable, params_class(settings.trainable)(), data.dim, settings.batch_size
     )
@@ -741,7 +765,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
                 contender=c.name,
                 population=c.population,
                 workers=c.workers,
-                torch_threads=c.torch_threads,
+                torch_threads=_one(c.threads_seen, c.name),
                 member_iterations=iters,
                 iters_per_s=rate,
                 iters_per_s_rounds=[c.member_iterations_per_round / s for s in c.seconds],
@@ -770,7 +794,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         f"n_eval={settings.n_eval} and charged equally to every contender.",
         f"Contenders ran interleaved in {settings.rounds} timed rounds (after {settings.warmup}"
         " warm-up) in rotating order, in one process; rates are total member-iterations / "
-        "total seconds; 'it/s by round' shows the spread.",
+        "total seconds; the median and range of the per-round rates show the noise.",
         "x naive: trials per hour relative to the first row (one naive trial using every torch "
         "thread). Rows with workers run that many trials or populations at once on Python "
         "threads with threads/workers torch threads each, as separate worker processes would; "
@@ -798,6 +822,17 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
     )
 
 
+def _one(values: set[int], name: str) -> int:
+    if len(values) != 1:
+        raise RuntimeError(f"{name}: workers ran with differing torch thread counts {values}")
+    return values.pop()
+
+
+def _spread(row: Row) -> str:
+    rates = row.iters_per_s_rounds
+    return f"{statistics.median(rates):.2f} ({min(rates):.2f}-{max(rates):.2f})"
+
+
 def _threads_cell(row: Row) -> str:
     return f"{row.workers}x{row.torch_threads}" if row.workers > 1 else str(row.torch_threads)
 
@@ -808,10 +843,7 @@ _COLUMNS: tuple[tuple[str, Callable[[Row], str]], ...] = (
     ("threads", _threads_cell),
     ("timed it", lambda r: str(r.member_iterations)),
     ("it/s", lambda r: f"{r.iters_per_s:.2f}"),
-    (
-        "it/s by round",
-        lambda r: f"{min(r.iters_per_s_rounds):.2f}-{max(r.iters_per_s_rounds):.2f}",
-    ),
+    ("median (min-max) by round", _spread),
     ("s/epoch/trial", lambda r: f"{r.s_per_epoch_per_trial:.2f}"),
     ("trials/h (train)", lambda r: f"{r.trials_per_hour_train:.3g}"),
     ("trials/h (+scoring)", lambda r: f"{r.trials_per_hour:.3g}"),

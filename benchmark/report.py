@@ -105,12 +105,14 @@ class ReportError(ValueError):
 
 def metric_label(key: str) -> str:
     """What a metric key means, e.g. 'w1_noise' -> 'exact W1 (...), noise sampling mode'."""
-    from benchmark.evaluate import EXTRA_METRIC_LABELS
     from benchmark.metrics import METRIC_LABELS
 
     base, noise = (key[: -len("_noise")], True) if key.endswith("_noise") else (key, False)
-    text = METRIC_LABELS.get(base) or EXTRA_METRIC_LABELS.get(base) or LOSS_LABELS.get(base)
-    text = text or base
+    text = METRIC_LABELS.get(base) or LOSS_LABELS.get(base)
+    if text is None:  # benchmark.evaluate pulls in the classifier: import it only when needed
+        from benchmark.evaluate import EXTRA_METRIC_LABELS
+
+        text = EXTRA_METRIC_LABELS.get(base, base)
     if noise:
         text += "; RealMix noise sampling mode (no real image reaches G)"
     return text
@@ -141,6 +143,10 @@ code { background: #f2f2f2; padding: 1px 4px; border-radius: 3px; font-size: 0.9
 figure { margin: 14px 0 22px; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.88em; color: #555; margin-top: 4px; }
+.gallery { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.gallery figure { margin: 6px 0; }
+.cols-2 figure { width: calc(50% - 6px); }
+.cols-3 figure { width: calc(33.33% - 8px); }
 .caption { font-size: 0.88em; color: #555; margin: -4px 0 6px; }
 .v-helps { color: #1a7f37; font-weight: 600; }
 .v-hurts { color: #c62828; font-weight: 600; }
@@ -189,12 +195,22 @@ class Document:
         """A PNG figure (which must exist in the folder the document is written to)."""
         self.blocks.append(("figure", (Path(path), caption)))
 
+    def gallery(self, items: Sequence[tuple[str | Path, str]], columns: int = 3) -> None:
+        """Several PNG figures side by side (2 or 3 per row in HTML; one after another in
+        Markdown)."""
+        if items:
+            figs = [(Path(p), c) for p, c in items]
+            self.blocks.append(("gallery", (figs, 2 if columns <= 2 else 3)))
+
     def figures(self) -> list[Path]:
         """Paths of every figure in the document."""
-        return [p for kind, (p, *_rest) in self._items("figure")]
-
-    def _items(self, kind: str) -> list[tuple[str, Any]]:
-        return [(k, v) for k, v in self.blocks if k == kind]
+        out = []
+        for kind, value in self.blocks:
+            if kind == "figure":
+                out.append(value[0])
+            elif kind == "gallery":
+                out += [p for p, _ in value[0]]
+        return out
 
     def to_markdown(self) -> str:
         """The document as GitHub-flavoured Markdown (figures linked by file name)."""
@@ -217,9 +233,9 @@ class Document:
                 out.append("|" + "|".join(" --- " for _ in header) + "|")
                 out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
                 out.append("")
-            elif kind == "figure":
-                path, caption = value
-                out += [f"![{caption}]({path.name})", "", f"*{caption}*", ""]
+            elif kind in ("figure", "gallery"):
+                for path, caption in [value] if kind == "figure" else value[0]:
+                    out += [f"![{path.stem}]({path.name})", "", f"*{caption}*", ""]
         return "\n".join(out).rstrip() + "\n"
 
     def to_html(self, folder: str | Path) -> str:
@@ -245,13 +261,11 @@ class Document:
                 trs = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
                 body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
             elif kind == "figure":
-                path, caption = value
-                data = base64.b64encode((base / path.name).read_bytes()).decode("ascii")
-                body.append(
-                    f'<figure><img alt="{html.escape(caption)}" '
-                    f'src="data:image/png;base64,{data}"><figcaption>{_inline(caption)}'
-                    "</figcaption></figure>"
-                )
+                body.append(_html_figure(base, *value))
+            elif kind == "gallery":
+                figs, columns = value
+                inner = "".join(_html_figure(base, p, c) for p, c in figs)
+                body.append(f'<div class="gallery cols-{columns}">{inner}</div>')
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>\n"
@@ -268,6 +282,14 @@ class Document:
         page = out / "report.html"
         page.write_text(self.to_html(out))
         return md, page
+
+
+def _html_figure(base: Path, path: Path, caption: str) -> str:
+    data = base64.b64encode((base / path.name).read_bytes()).decode("ascii")
+    return (
+        f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_inline(caption)}</figcaption></figure>"
+    )
 
 
 def _cell(value: Any) -> str:
@@ -662,7 +684,13 @@ def importance_plot(importances: Mapping[str, float], path: Path, *, title: str)
 
 
 def strip_plot(
-    categories: Sequence[Any], values: Sequence[float], path: Path, *, param: str, ylabel: str
+    categories: Sequence[Any],
+    values: Sequence[float],
+    path: Path,
+    *,
+    param: str,
+    ylabel: str,
+    title: str | None = None,
 ) -> Path:
     """Objective per value of a categorical knob: one jittered point per trial, a bar at the
     median."""
@@ -684,7 +712,7 @@ def strip_plot(
     ax.set_xticklabels(order)
     ax.set_xlabel(param)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{ylabel} by {param} (red: median)", pad=16)
+    ax.set_title(f"{title or f'{ylabel} by {param}'} (red: median)", pad=16)
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
@@ -957,11 +985,12 @@ def _expected_best(ctx: _Context) -> None:
     doc.figure(path, "Expected best W1 after n trials per trainable (exact order statistics of "
                "the complete trials; band: 95% range over random trial orders).")  # fmt: skip
     n_common = min(c.n_trials for c in curves.values())
-    header = ["trainable", "complete trials N", f"E[best] at n={n_common}", "E[best] at n=N"]
-    rows = [
-        [t, str(c.n_trials), _num(float(c.mean[n_common - 1])), _num(float(c.mean[-1]))]
-        for t, c in curves.items()
-    ]
+    header = ["trainable", "complete trials N", f"E[best W1] after n={n_common}"]
+    rows = [[t, str(c.n_trials), _num(float(c.mean[n_common - 1]))] for t, c in curves.items()]
+    if any(c.n_trials != n_common for c in curves.values()):
+        header.append("E[best W1] after n=N")
+        for row, c in zip(rows, curves.values(), strict=True):
+            row.append(_num(float(c.mean[-1])))
     doc.table(header, rows)
     pruned = sum(t.state == "PRUNED" for t in data.trials)
     lines = []
@@ -1122,24 +1151,7 @@ def _knobs(ctx: _Context) -> None:
         if not names:
             continue
         doc.heading(trainable, 3)
-        for name in names:
-            having = [t for t in trials if name in t.params]
-            if len({repr(t.params[name]) for t in having}) < 2:
-                continue
-            dist = having[0].distributions[name]
-            z = [t.objective for t in having]
-            file = ctx.out / f"slice_{trainable}_{_slug(name)}.png"
-            if isinstance(dist, CategoricalDistribution):
-                path = strip_plot(
-                    [t.params[name] for t in having], z, file, param=name, ylabel="W1"
-                )
-            else:
-                path = figures.slice_plot(
-                    [t.params[name] for t in having], z, file, param_name=name,
-                    log=bool(getattr(dist, "log", False)), ylabel="W1",
-                    title=f"{trainable}: W1 vs {name}",
-                )  # fmt: skip
-            doc.figure(path, f"{trainable}: W1 against {name} ({len(having)} trials).")
+        contours = []
         for x, y in CONTOUR_PAIRS.get(trainable, ()):
             having = [t for t in trials if x in t.params and y in t.params]
             if len(having) < 3:
@@ -1153,7 +1165,31 @@ def _knobs(ctx: _Context) -> None:
                 xlabel=x, ylabel=y, zlabel="W1", log_x=bool(getattr(dx, "log", False)),
                 log_y=bool(getattr(dy, "log", False)), title=f"{trainable}: W1 over {x} x {y}",
             )  # fmt: skip
-            doc.figure(path, f"{trainable}: W1 over {x} and {y} ({len(having)} trials).")
+            contours.append((path, f"{trainable}: W1 over {x} and {y} ({len(having)} trials)."))
+        doc.gallery(contours, columns=2)
+        slices = []
+        for name in names:
+            having = [t for t in trials if name in t.params]
+            if len({repr(t.params[name]) for t in having}) < 2:
+                continue
+            dist = having[0].distributions[name]
+            z = [t.objective for t in having]
+            file = ctx.out / f"slice_{trainable}_{_slug(name)}.png"
+            if isinstance(dist, CategoricalDistribution):
+                path = strip_plot(
+                    [t.params[name] for t in having], z, file, param=name, ylabel="W1",
+                    title=f"{trainable}: W1 by {name}",
+                )  # fmt: skip
+            else:
+                path = figures.slice_plot(
+                    [t.params[name] for t in having], z, file, param_name=name,
+                    log=bool(getattr(dist, "log", False)), ylabel="W1",
+                    title=f"{trainable}: W1 vs {name}",
+                )  # fmt: skip
+            slices.append((path, f"{trainable}: W1 against {name} ({len(having)} trials)."))
+        doc.gallery(slices, columns=3)
+        if not contours and not slices:
+            doc.paragraph("No searched knob took two different values in the complete trials.")
 
 
 def _slug(name: str) -> str:
@@ -1199,8 +1235,13 @@ def _curves(ctx: _Context) -> None:
                 arr = _history(data, best, key + suffix)
                 if arr is not None and (np.isfinite(arr).sum(axis=1) >= 2).any():
                     target[label + tag] = arr
-        if not dist and best.intermediate and best.seeds:
-            steps = [best.intermediate[k] for k in sorted(best.intermediate)]
+        # without MLflow: the sliced W2 values reported for pruning (pareto: the curve attr),
+        # one per scored epoch, seed after seed
+        reported = best.intermediate or {
+            int(k): (math.nan if v is None else v) for k, v in best.curve.items()
+        }
+        if not any(k.startswith(label) for k in dist) and reported and best.seeds:
+            steps = [reported[k] for k in sorted(reported)]
             per_seed = len(steps) // len(best.seeds)
             if per_seed >= 2 and per_seed * len(best.seeds) == len(steps):
                 dist[label] = np.array(steps, dtype=float).reshape(len(best.seeds), per_seed)
@@ -1234,29 +1275,32 @@ def _curves(ctx: _Context) -> None:
 def _samples(ctx: _Context) -> None:
     data, doc = ctx.data, ctx.doc
     doc.heading("Samples of the best trials")
-    found = False
+    grids, losses = [], []
     for trainable in data.trainables():
         best = data.best(trainable)
         if not best.mlflow_run_id or not best.seeds:
             continue
-        prefix = f"seed_{best.seeds[0].get('seed')}/" if len(best.seeds) > 1 else ""
-        for artifact, tag, caption in (
-            ("samples.png", "", "buffer mode (as trained)" if trainable == "realmix" else ""),
-            ("samples_noise.png", "_noise", "noise mode (no real data reaches G)"),
-            ("losses.png", "_steps", "per-step losses"),
-        ):
+        seed = best.seeds[0].get("seed")
+        prefix = f"seed_{seed}/" if len(best.seeds) > 1 else ""
+        for artifact, target, what in (
+            ("samples.png", f"samples_{trainable}.png",
+             "buffer mode (as trained)" if trainable == "realmix" else "samples"),
+            ("samples_noise.png", f"samples_{trainable}_noise.png",
+             "noise mode (no real data reaches G)"),
+            ("losses.png", f"losses_{trainable}.png", "per-step losses"),
+        ):  # fmt: skip
             raw = _artifact(data, best.mlflow_run_id, prefix + artifact)
             if raw is None:
                 continue
-            name = ("losses" if tag == "_steps" else "samples") + f"_{trainable}"
-            name += "" if tag == "_steps" else tag
-            target = ctx.out / f"{name}.png"
-            target.write_bytes(raw)
-            seed = best.seeds[0].get("seed")
-            what = caption or "samples"
-            doc.figure(target, f"{trainable}, best trial #{best.number}, seed {seed}: {what}.")
-            found = True
-    if not found:
+            (ctx.out / target).write_bytes(raw)
+            item = (
+                ctx.out / target,
+                f"{trainable}, best trial #{best.number}, seed {seed}: {what}.",
+            )
+            (losses if artifact == "losses.png" else grids).append(item)
+    doc.gallery(grids, columns=3)
+    doc.gallery(losses, columns=2)
+    if not grids:
         doc.paragraph("No sample grid could be read from MLflow for the best trials.")
 
 

@@ -6,9 +6,17 @@
 
 Defaults work on a fresh machine: trials go to the journal file results/optuna.journal
 (safe for several local worker processes), MLflow to its default store in the working
-directory (``mlflow ui`` there shows the runs). Re-running with the same study name resumes
-the study: finished trials count toward --trials. The best trial is printed at the end and
+directory (sqlite:///mlflow.db, so ``mlflow ui`` there shows the runs). Re-running with the
+same study name resumes the study: finished (complete or pruned) trials count toward
+--trials. The best trial (the Pareto front for --objective pareto) is printed at the end and
 written to results/studies/<study>/best.json.
+
+One worker runs in this process; ``--workers N`` or ``--gpus`` start worker processes (see
+`benchmark.launcher`) that share the study. A dead worker's trial is failed and re-queued.
+Ctrl-C (or SIGTERM) records the running trials as FAIL and their MLflow runs as KILLED.
+
+Exit codes: 0 done (some trials may be pruned or failed), 1 workers kept failing, 2 bad
+input (nothing stored is changed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -507,7 +515,7 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
     """Open storage and tracking, create or resume the study, run the workers, report."""
     import optuna
 
-    from benchmark.launcher import cpu_slots, gpu_slots, launch, recover_orphans
+    from benchmark.launcher import cpu_slots, gpu_slots, launch, recover_orphans, warm_up
     from benchmark.runner import load_data, resolve_device
     from benchmark.tracking import connect
     from benchmark.worker import WorkerSpec, open_storage, run_worker
@@ -518,6 +526,8 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
     if attrs is not None and "space" in attrs:
         check_resume(plan, attrs)  # before anything is written
     in_process = plan.gpus is None and plan.workers == 1
+    if not in_process:
+        warm_up()
     device_spec = plan.settings.device if in_process else "cpu"
     data = load_data(plan.settings, resolve_device(device_spec))  # DataError: exit 2
     tracker = connect(plan.tracking_uri)  # TrackingError: exit 2

@@ -6,7 +6,8 @@ they share the Optuna storage (trials, the budget, the MLflow parent run id as a
 attr) and a local lock file that makes "count the budget, then ask" atomic between the
 processes of one machine.
 
-Run by the launcher as ``python -m benchmark.worker SPEC_JSON``.
+The launcher forks workers from its fork server (`process_main`); ``python -m
+benchmark.worker SPEC_JSON`` runs one by hand.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ __all__ = [
     "main",
     "make_pruner",
     "make_sampler",
+    "mask_url",
     "open_storage",
+    "process_main",
     "room_left",
     "run_worker",
     "storage_kind",
@@ -64,6 +67,8 @@ JOURNAL_SUFFIXES = (".journal", ".log")
 HEARTBEAT_SECONDS = 10
 """RDB heartbeat interval; a trial silent for 3 intervals is failed and retried."""
 MAX_CONSECUTIVE_FAILURES = 3
+STALE_ON_RETRY: dict[str, Any] = {"reason": None, "detail": None, "seeds": [], "curve": {}}
+"""User attrs a retry inherits from its failed trial and must not report as its own."""
 TEST_HANG_ENV = "MIXBENCH_TEST_HANG_DIR"
 """Test-only: makes one worker announce itself on a FIFO mid-trial and block (see _test_hang)."""
 
@@ -475,32 +480,40 @@ def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> 
         if trial.should_prune():
             return f"pruned by the {ctx.spec.pruner} pruner at step {step}"
         return None
-    curve = dict(trial.user_attrs.get("curve", {}))
+    curve = dict(trial.user_attrs.get("curve") or {})
     curve[str(step)] = value if math.isfinite(value) else None
     trial.set_user_attr("curve", curve)
     if ctx.rule is None:
         return None
     others = [
-        t.user_attrs.get("curve", {}).get(str(step))
+        (t.user_attrs.get("curve") or {}).get(str(step))
         for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ]
     return ctx.rule.verdict(value, [v for v in others if v is not None])
 
 
-def _seed_summary(result: Any, metric_names: Sequence[str]) -> dict[str, Any]:
+SEED_SUMMARY = ("w1", "g_loss_var", INTERMEDIATE_METRIC, "w1_noise", "sliced_w2_noise")
+"""Final metrics recorded per seed in the trial's ``seeds`` user attr (when present)."""
+
+
+def _seed_summary(result: Any) -> dict[str, Any]:
     from benchmark.artifacts import json_safe
 
     final = result.final
     out = {"seed": result.seed, "status": result.status, "epochs": len(result.history)}
-    out.update({m: json_safe(final.get(m)) for m in (*metric_names, INTERMEDIATE_METRIC)})
-    if "w1_noise" in final:
-        out["w1_noise"] = json_safe(final["w1_noise"])
+    out.update({m: json_safe(final[m]) for m in SEED_SUMMARY if m in final})
     if result.reason:
         out["reason"] = result.reason
     return out
 
 
-def _train(ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, typed: Any):
+def _train(
+    ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, typed: Any
+) -> list[float]:
+    """Train every seed, logging as it goes; the objective values (means over seeds).
+
+    Raises _Stop when a seed diverges or the pruning rule stops it.
+    """
     from benchmark.artifacts import write_run_artifacts
     from benchmark.runner import train_run
 
@@ -540,7 +553,7 @@ def _train(ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, t
                 result, tmp, data=ctx.data, settings=dataclasses.asdict(ctx.settings)
             )
             ctx.tracker.log_artifacts(run_id, paths, f"seed_{seed}" if multi else None)
-        summaries.append(_seed_summary(result, metric_names))
+        summaries.append(_seed_summary(result))
         histories.append(result.history)
         trial.set_user_attr("seeds", summaries)
         if result.status == "diverged":
@@ -574,6 +587,19 @@ def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict
 
 
 @contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold SIGINT until the block ends (then it raises KeyboardInterrupt as usual)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -597,7 +623,9 @@ def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
         with _heartbeat(ctx.study, ctx.storage, trial):
             if failed_from is not None:
                 trial.set_user_attr("retried_from", failed_from)
-                trial.set_user_attr("reason", None)
+                for key, empty in STALE_ON_RETRY.items():  # copied from the failed trial
+                    if key in frozen.user_attrs:
+                        trial.set_user_attr(key, empty)
             variant, typed = _configure(ctx, trial)
             trial.set_user_attr("config", {"trainable": variant, "params": typed.to_dict()})
             tags = {"trainable": variant, "worker": worker_id()}
@@ -724,7 +752,16 @@ def run_worker(
     )
     failures = 0
     while True:
-        trial = acquire_trial(study, spec, ctx.space)
+        trial = None
+        try:
+            with _sigint_deferred():  # never leave a half-asked trial or a stray ticket
+                trial = acquire_trial(study, spec, ctx.space)
+        except KeyboardInterrupt:
+            if trial is not None:
+                with _sigint_ignored(), contextlib.suppress(Exception):
+                    trial.set_user_attr("reason", "interrupted")
+                    study.tell(trial, state=TrialState.FAIL)
+            raise
         if trial is None:
             return 0
         state = run_trial(ctx, trial)
@@ -734,6 +771,17 @@ def run_worker(
         if failures >= MAX_CONSECUTIVE_FAILURES:
             ctx.log(f"worker {worker_id()}: {failures} trials failed in a row; stopping")
             return 1
+
+
+def process_main(spec_json: str, env: Mapping[str, str], cwd: str) -> None:
+    """Entry point of a worker process started by the launcher (from its fork server, which
+    may have been started by an earlier launch with another environment and folder)."""
+    os.environ.clear()
+    os.environ.update(env)  # e.g. CUDA_VISIBLE_DEVICES: read when CUDA initialises, later
+    os.chdir(cwd)
+    os.setpgrp()  # a terminal's Ctrl-C reaches only the launcher, which forwards it once
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main([spec_json]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

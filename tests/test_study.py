@@ -9,6 +9,9 @@ import math
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -113,20 +116,20 @@ def test_rerun_resumes_and_a_mismatched_rerun_touches_nothing(env):
     def args(trials: int) -> list[str]:
         return ["--space", "mixture", "--trials", str(trials), "--storage", storage, *env["args"]]
 
-    assert study_cli.main(args(2)) == 0
+    assert study_cli.main(args(1)) == 0
     first = optuna.load_study(study_name="mixture-ring8-wasserstein", storage=storage)
     before = [(t.number, t.params, t.value) for t in first.trials]
     parent = first.user_attrs["mlflow_parent_run_id"]
 
-    assert study_cli.main(args(3)) == 0
+    assert study_cli.main(args(2)) == 0
     again = optuna.load_study(study_name="mixture-ring8-wasserstein", storage=storage)
-    assert _states(again) == {"COMPLETE": 3}  # one new trial, the first two counted
-    assert [(t.number, t.params, t.value) for t in again.trials[:2]] == before
+    assert _states(again) == {"COMPLETE": 2}  # one new trial, the first one counted
+    assert [(t.number, t.params, t.value) for t in again.trials[:1]] == before
     assert again.user_attrs["mlflow_parent_run_id"] == parent
-    assert len(_children(env["uri"], parent)) == 3
+    assert len(_children(env["uri"], parent)) == 2
 
     digest = hashlib.sha256(Path("results/s.db").read_bytes()).hexdigest()
-    assert study_cli.main([*args(4), "--epochs", "2"]) == 2
+    assert study_cli.main([*args(3), "--epochs", "2"]) == 2
     assert hashlib.sha256(Path("results/s.db").read_bytes()).hexdigest() == digest
 
 
@@ -275,7 +278,7 @@ def test_two_workers_share_a_study_and_a_sigkilled_trial_is_retried(env, tmp_pat
     killer = threading.Thread(target=kill_the_hung_worker, daemon=True)
     killer.start()
     try:
-        code = study_cli.main(["--space", "gan", "--trials", "3", "--workers", "2", *env["args"]])
+        code = study_cli.main(["--space", "gan", "--trials", "2", "--workers", "2", *env["args"]])
     finally:
         if killer.is_alive():  # no worker ever hung: release the reader
             with open(os.open(hang / "ready", os.O_WRONLY | os.O_NONBLOCK), "w"):
@@ -285,16 +288,16 @@ def test_two_workers_share_a_study_and_a_sigkilled_trial_is_retried(env, tmp_pat
     assert "pid" in killed, "no worker reached the test hang point"
 
     study = _journal(env["dir"] / "results" / "optuna.journal", "gan-ring8-wasserstein")
-    assert _states(study) == {"COMPLETE": 3, "FAIL": 1}
+    assert _states(study) == {"COMPLETE": 2, "FAIL": 1}
     dead = study.trials[killed["trial"]]
     assert dead.state == TrialState.FAIL
     assert "SIGKILL" in dead.user_attrs["reason"]
     retries = [t for t in study.trials if t.user_attrs.get("retried_from") == dead.number]
     assert len(retries) == 1
     assert retries[0].state == TrialState.COMPLETE and retries[0].params == dead.params
-    # no trial lost or duplicated: 3 distinct configurations completed, each once
+    # no trial lost or duplicated: 2 distinct configurations completed, each once
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert len({tuple(sorted(t.params.items())) for t in complete}) == 3
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 2
     workers = {t.user_attrs["worker"].rsplit(":", 1)[1] for t in study.trials}
     assert len(workers) >= 2 and str(os.getpid()) not in workers
 
@@ -306,3 +309,78 @@ def test_two_workers_share_a_study_and_a_sigkilled_trial_is_retried(env, tmp_pat
     assert sorted(int(r.data.tags["trial"]) for r in finished) == sorted(
         t.number for t in complete
     )
+
+
+def test_compare_study_gives_each_variant_its_share_and_fixes_lr_in_every_branch(env):
+    argv = ["--space", "compare", "--trials", "3", "--param", "lr=0.001", *env["args"]]
+    assert study_cli.main(argv) == 0
+    study = _journal(env["dir"] / "results" / "optuna.journal", "compare-ring8-wasserstein")
+    assert _states(study) == {"COMPLETE": 3}
+    assert sorted(t.params["trainable"] for t in study.trials) == ["gan", "mixture", "realmix"]
+    for t in study.trials:
+        variant = t.params["trainable"]
+        assert t.params[f"{variant}.lr"] == 0.001
+        assert t.user_attrs["config"] == {
+            "trainable": variant,
+            "params": t.user_attrs["config"]["params"],
+        }
+        assert t.user_attrs["config"]["params"]["lr"] == 0.001
+
+
+def test_resume_requeues_a_trial_left_running_by_a_dead_worker(env):
+    def argv(trials: int) -> list[str]:
+        return ["--space", "gan", "--trials", str(trials), *env["args"]]
+
+    assert study_cli.main(argv(1)) == 0
+    study = _journal(env["dir"] / "results" / "optuna.journal", "gan-ring8-wasserstein")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    orphan = study.ask()
+    orphan.suggest_float("lr", 1e-5, 1e-2, log=True)
+    orphan.set_user_attr("worker", f"{socket.gethostname()}:{int(gone.stdout)}")
+
+    assert study_cli.main(argv(2)) == 0
+    study = _journal(env["dir"] / "results" / "optuna.journal", "gan-ring8-wasserstein")
+    assert _states(study) == {"COMPLETE": 2, "FAIL": 1}
+    assert study.trials[1].state == TrialState.FAIL
+    assert "is gone" in study.trials[1].user_attrs["reason"]
+    assert study.trials[2].user_attrs["retried_from"] == 1
+    assert study.trials[2].params["lr"] == study.trials[1].params["lr"]
+
+
+def test_ctrl_c_in_the_launcher_stops_every_worker_cleanly(env, tmp_path, monkeypatch):
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    os.mkfifo(hang / "ready")
+    monkeypatch.setenv(TEST_HANG_ENV, str(hang))
+    announced: list[str] = []
+
+    def press_ctrl_c() -> None:
+        with open(hang / "ready") as fifo:
+            announced.extend(fifo.read().split())
+        if announced:
+            os.kill(os.getpid(), signal.SIGINT)  # the launcher runs in this process
+
+    thread = threading.Thread(target=press_ctrl_c, daemon=True)
+    thread.start()
+    try:
+        code = study_cli.main(["--space", "gan", "--trials", "50", "--workers", "2", *env["args"]])
+    finally:
+        if thread.is_alive():
+            with open(os.open(hang / "ready", os.O_WRONLY | os.O_NONBLOCK), "w"):
+                pass
+        thread.join(timeout=10)
+    assert code == 130 and announced
+    study = _journal(env["dir"] / "results" / "optuna.journal", "gan-ring8-wasserstein")
+    hung = study.trials[int(announced[1])]
+    assert hung.state == TrialState.FAIL and hung.user_attrs["reason"] == "interrupted"
+    states = _states(study)
+    assert set(states) <= {"COMPLETE", "FAIL"} and states["FAIL"] <= 2  # nothing left running
+    assert states.get("COMPLETE", 0) < 50
+    tracker = connect(env["uri"])
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+    for run in _children(env["uri"], parent):
+        trial = study.trials[int(run.data.tags["trial"])]
+        expected = "FINISHED" if trial.state == TrialState.COMPLETE else "KILLED"
+        assert run.info.status == expected
