@@ -38,7 +38,7 @@ __all__ = ["UsageError", "StudyPlan", "build_parser", "main", "plan_from_args", 
 
 DEFAULT_STORAGE = "results/optuna.journal"
 RESULTS_DIR = Path("results") / "studies"
-OBJECTIVES = ("wasserstein", "pareto")
+OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
 
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--objective",
         choices=OBJECTIVES,
         default="wasserstein",
-        help="wasserstein: exact W1 at the last epoch; pareto: (W1, G-loss variance)",
+        help="wasserstein: exact W1 at the last epoch; wasserstein-noise: the same for RealMix "
+        "samples drawn with no real image; cfid / cfid-noise: classifier-FID (digit data); "
+        "pareto: (W1, G-loss variance)",
     )
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     p.add_argument(
@@ -252,6 +254,23 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
     settings = _settings(space, args)
+    from benchmark.worker import CLASSIFIER_OBJECTIVES, NOISE_OBJECTIVES
+
+    if args.objective in NOISE_OBJECTIVES and getattr(space, "TRAINABLE", None) != "realmix":
+        raise UsageError(
+            f"--objective {args.objective} scores RealMix's noise sampling mode; space "
+            f"{args.space!r} is not a RealMix space (use --objective "
+            f"{args.objective.removesuffix('-noise')})"
+        )
+    if args.objective in CLASSIFIER_OBJECTIVES:
+        from benchmark.data import IMAGE_DATASETS
+
+        if settings.dataset not in IMAGE_DATASETS:
+            raise UsageError(
+                f"--objective {args.objective} needs a digit/image dataset with labels "
+                f"({', '.join(IMAGE_DATASETS)}), not {settings.dataset!r}"
+            )
+        settings = settings.replace(extra_metrics=True)
     overrides = _overrides(args.space, space, args.param)
     storage_kind(args.storage)
     if args.sampler == "cmaes":
@@ -495,7 +514,7 @@ def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> 
     if not doc_best:
         print(f"{plan.study_name}: no trial completed yet; see {path}")
         return
-    head = "best trial" if plan.objective == "wasserstein" else "pareto-optimal trials"
+    head = "best trial" if plan.objective != "pareto" else "pareto-optimal trials"
     print(f"{plan.study_name}: {head} (mean over {plan.settings.seeds} seed(s)):")
     for entry in doc_best:
         values = ", ".join(f"{k} {v:.5g}" for k, v in entry["values"].items())
@@ -588,7 +607,7 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
 
 def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:
     doc = json.loads(path.read_text())
-    if doc["objective"] == "wasserstein" and doc["best"]:
+    if doc["objective"] != "pareto" and doc["best"]:
         value = doc["best"][0]["values"].get("w1")
         if value is not None:
             tracker.log_metrics(parent, {"best_w1": value}, 0)

@@ -58,7 +58,22 @@ __all__ = [
 
 INTERMEDIATE_METRIC = "sliced_w2"
 """Metric reported every scored epoch to drive pruning (cheap; exact W1 only at the end)."""
-OBJECTIVE_METRICS = {"wasserstein": ("w1",), "pareto": ("w1", "g_loss_var")}
+OBJECTIVE_METRICS = {
+    "wasserstein": ("w1",),
+    "wasserstein-noise": ("w1_noise",),
+    "cfid": ("cfid",),
+    "cfid-noise": ("cfid_noise",),
+    "pareto": ("w1", "g_loss_var"),
+}
+"""Objective name -> the final metrics it minimises. '-noise' objectives score RealMix's
+samples drawn without any real image (its 'noise' mode), so copying cannot help them."""
+NOISE_OBJECTIVES = ("wasserstein-noise", "cfid-noise")
+CLASSIFIER_OBJECTIVES = ("cfid", "cfid-noise")
+
+
+def intermediate_metric(objective: str) -> str:
+    """The per-epoch metric that drives pruning for an objective."""
+    return f"{INTERMEDIATE_METRIC}_noise" if objective in NOISE_OBJECTIVES else INTERMEDIATE_METRIC
 """Objective name -> the final metrics it minimises (mean over seeds)."""
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
@@ -492,7 +507,17 @@ def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> 
     return ctx.rule.verdict(value, [v for v in others if v is not None])
 
 
-SEED_SUMMARY = ("w1", "g_loss_var", INTERMEDIATE_METRIC, "w1_noise", "sliced_w2_noise")
+SEED_SUMMARY = (
+    "w1",
+    "g_loss_var",
+    INTERMEDIATE_METRIC,
+    "w1_noise",
+    "sliced_w2_noise",
+    "cfid",
+    "cfid_noise",
+    "copy_fraction",
+    "copy_fraction_noise",
+)
 """Final metrics recorded per seed in the trial's ``seeds`` user attr (when present)."""
 
 
@@ -532,7 +557,8 @@ def _train(
             ctx.tracker.log_metrics(
                 run_id, {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"}, epoch
             )
-            reason = _judge(ctx, trial, step, float(metrics[INTERMEDIATE_METRIC]))
+            value = metrics.get(intermediate_metric(ctx.spec.objective), math.nan)
+            reason = _judge(ctx, trial, step, float(value))
             step += 1
             _test_hang(trial)
             if reason:

@@ -403,6 +403,14 @@ def test_three_workers_fill_one_study_in_postgres_and_the_mlflow_server_despite_
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
 
 
+@pytest.mark.xfail(
+    not hasattr(worker_module, "_wait_for_running"),
+    strict=True,
+    reason="benchmark/worker.py's run_worker counts a RUNNING trial of a vanished worker on "
+    "another machine toward the budget and returns before fail_stale_trials runs, so that "
+    "trial stays RUNNING and the study ends short; fixed by the run_worker patch in the "
+    "scale-out report",
+)
 def test_a_trial_on_another_machine_whose_heartbeat_stopped_is_retried(
     pg, mlflow_server, study_db, tmp_path, monkeypatch
 ):

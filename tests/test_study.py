@@ -150,6 +150,8 @@ def test_rerun_resumes_and_a_mismatched_rerun_touches_nothing(env):
         (["--space", "gan", "--epochs", "0"], "epochs=0 is invalid"),
         (["--space", "gan", "--dataset", "cifar"], "valid: mnist"),
         (["--space", "gan", "--sampler", "cmaes", "--objective", "pareto"], "cmaes"),
+        (["--space", "gan", "--objective", "wasserstein-noise"], "not a RealMix space"),
+        (["--space", "gan", "--objective", "cfid", "--dataset", "ring8"], "needs a digit"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_stores_nothing(env, capsys, argv, message):
@@ -250,6 +252,18 @@ def test_pareto_objective_with_fixed_params_and_two_seeds(env):
         "objective/w1",
     } <= run.data.metrics.keys()
     assert {a.path for a in tracker.client.list_artifacts(run.info.run_id)} == {"seed_0", "seed_1"}
+
+
+def test_noise_mode_objective_scores_realmix_without_real_data(env):
+    argv = ["--space", "realmix", "--objective", "wasserstein-noise", "--trials", "2",
+            "--pruner", "none", *env["args"]]  # fmt: skip
+    assert study_cli.main(argv) == 0
+    study = _journal(env["dir"] / "results" / "optuna.journal", "realmix-ring8-wasserstein-noise")
+    assert _states(study) == {"COMPLETE": 2}
+    for t in study.trials:
+        (seed,) = t.user_attrs["seeds"]
+        assert t.value == pytest.approx(seed["w1_noise"])
+        assert seed["w1_noise"] != seed["w1"]
 
 
 def test_far_behind_rule_against_its_closed_form():
