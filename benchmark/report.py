@@ -59,7 +59,7 @@ __all__ = [
 DEFAULT_OUT = Path("results") / "reports"
 """Parent folder of the per-study report folders."""
 
-SUMMARY_METRICS = ("w1", "w1_noise", "sliced_w2", "g_loss_var", "d_loss_var")
+SUMMARY_METRICS = ("w1", "w1_noise", "cfid", "cfid_noise", "sliced_w2", "g_loss_var", "d_loss_var")
 """Metrics of the summary table (a metric missing for a trainable, e.g. w1_noise for the
 standard GAN, which has one sampling mode, is left out of its row)."""
 
@@ -92,6 +92,8 @@ SHORT_NAMES: dict[str, str] = {
     "sliced_w2_noise": "sliced W2 (noise mode)",
     "pixel_w1": "pixel W1",
     "pixel_w1_noise": "pixel W1 (noise mode)",
+    "cfid": "classifier-FID",
+    "cfid_noise": "classifier-FID (noise mode)",
     "g_loss_var": "G-loss variance",
     "d_loss_var": "D-loss variance",
     "g_loss": "G loss",
@@ -373,7 +375,8 @@ class TrialRecord:
 
     @property
     def objective(self) -> float | None:
-        """The first objective (W1, mean over seeds), or None if the trial did not complete."""
+        """The first objective (e.g. W1, mean over seeds), or None if the trial did not
+        complete."""
         return self.values[0] if self.values else None
 
 
@@ -407,6 +410,16 @@ class StudyData:
 
         return OBJECTIVE_METRICS.get(self.objective, ("w1",))
 
+    @property
+    def primary(self) -> str:
+        """The metric the study minimises first (w1, w1_noise, cfid, ...)."""
+        return self.metric_names[0]
+
+    @property
+    def label(self) -> str:
+        """Short display name of `primary`, e.g. 'W1'."""
+        return short_name(self.primary)
+
     def complete(self, trainable: str | None = None) -> list[TrialRecord]:
         """Complete trials (of one trainable), in trial order."""
         return [
@@ -424,7 +437,7 @@ class StudyData:
         return sorted(names, key=lambda n: min(t.objective for t in self.complete(n)))
 
     def best(self, trainable: str) -> TrialRecord:
-        """The complete trial of `trainable` with the lowest W1 (mean over seeds)."""
+        """The complete trial of `trainable` with the lowest first objective (mean over seeds)."""
         return min(self.complete(trainable), key=lambda t: t.objective)
 
 
@@ -841,8 +854,8 @@ def _summary(ctx: _Context) -> None:
         header,
         rows,
         caption="Mean over the best trial's seeds with a 95% bootstrap CI; lower is better for "
-        "every column. The best trial is picked by its mean W1, so its own mean is optimistic "
-        "(winner's curse): confirm with fresh seeds before claiming a gain.",
+        f"every column. The best trial is picked by its mean {data.label}, so its own mean is "
+        "optimistic (winner's curse): confirm with fresh seeds before claiming a gain.",
     )
     doc.bullets([f"`{m}`: {metric_label(m)}" for m in metrics])
     prow = [
@@ -866,12 +879,12 @@ def _noise_floor(ctx: _Context) -> None:
     floors: dict[str, float] = {}
     lines = []
     for trainable in data.trainables():
-        values = seed_values(data.best(trainable), "w1")
+        values = seed_values(data.best(trainable), data.primary)
         if values.size >= 2:
             floors[trainable] = stats.noise_floor(values)
             lines.append(
-                f"{trainable}: noise floor {_num(floors[trainable])} (2 x the sd of W1 over the "
-                f"best trial's {values.size} seeds)"
+                f"{trainable}: noise floor {_num(floors[trainable])} (2 x the sd of "
+                f"{data.label} over the best trial's {values.size} seeds)"
             )
         else:
             lines.append(
@@ -886,10 +899,10 @@ def _noise_floor(ctx: _Context) -> None:
     trainables = data.trainables()
     if len(trainables) > 1:
         winner = trainables[0]
-        base = seed_values(data.best(winner), "w1")
+        base = seed_values(data.best(winner), data.primary)
         comps, others = [], []
         for other in trainables[1:]:
-            values = seed_values(data.best(other), "w1")
+            values = seed_values(data.best(other), data.primary)
             if base.size < 2 or values.size < 2:
                 continue
             comps.append(stats.compare(base, values))
@@ -914,7 +927,7 @@ def _noise_floor(ctx: _Context) -> None:
             doc.table(
                 [
                     "trainable",
-                    f"ΔW1 vs {winner} (best trials)",
+                    f"Δ{data.label} vs {winner} (best trials)",
                     "p (Welch)",
                     "p (Holm)",
                     "noise floor",
@@ -936,17 +949,17 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
     ranked = sorted(data.complete(trainable), key=lambda t: t.objective)[:TOP_TRIALS]
     if len(ranked) < 2:
         return
-    best = seed_values(ranked[0], "w1")
+    best = seed_values(ranked[0], data.primary)
     comps: list[Any] = []
     for t in ranked[1:]:
-        values = seed_values(t, "w1")
+        values = seed_values(t, data.primary)
         comps.append(stats.compare(best, values) if best.size >= 2 and values.size >= 2 else None)
     raw = [c.p_value if c is not None and c.p_value is not None else 1.0 for c in comps]
     p_holm = stats.holm(raw) if raw else np.zeros(0)
     rows = [[f"#{ranked[0].number}", format_ci(stats.bootstrap_ci(best)) if best.size else "–",
              "–", "–", "best"]]  # fmt: skip
     for t, comp, p in zip(ranked[1:], comps, p_holm, strict=True):
-        values = seed_values(t, "w1")
+        values = seed_values(t, data.primary)
         mean = format_ci(stats.bootstrap_ci(values)) if values.size else "–"
         if comp is None or floor is None:
             rows.append([f"#{t.number}", mean, _num(t.objective - ranked[0].objective), "–",
@@ -961,7 +974,7 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
             label = "worse" if v == "hurts" else "better"
         rows.append([f"#{t.number}", mean, format_ci(comp.ci), format_p(p), label])
     doc.table(
-        ["trial", "W1 mean [95% CI]", "Δ to best [95% CI]", "p (Holm)", "verdict"],
+        ["trial", f"{data.label} mean [95% CI]", "Δ to best [95% CI]", "p (Holm)", "verdict"],
         rows,
         caption=f"Top {len(ranked)} {trainable} trials: are they distinguishable from the best?",
     )
@@ -971,7 +984,7 @@ def _expected_best(ctx: _Context) -> None:
     from benchmark import figures, stats
 
     data, doc = ctx.data, ctx.doc
-    doc.heading("Expected best W1 after n trials")
+    doc.heading(f"Expected best {data.label} after n trials")
     curves = {}
     for trainable in data.trainables():
         values = [t.objective for t in data.complete(trainable)]
@@ -979,16 +992,26 @@ def _expected_best(ctx: _Context) -> None:
     path = figures.expected_best_plot(
         curves,
         ctx.out / "expected_best.png",
-        ylabel="W1",
+        ylabel=data.label,
         log_x=max(len(c.n) for c in curves.values()) > 10,
     )
-    doc.figure(path, "Expected best W1 after n trials per trainable (exact order statistics of "
-               "the complete trials; band: 95% range over random trial orders).")  # fmt: skip
+    doc.figure(
+        path,
+        f"Expected best {data.label} after n trials per trainable (exact order statistics of "
+        "the complete trials; band: 95% range over random trial orders).",
+    )
+    values = np.concatenate([[t.objective for t in data.complete(n)] for n in curves])
+    if values.min() > 0 and values.max() / values.min() > 100:
+        doc.note(
+            f"Complete trials' {data.label} spans {values.min():.3g} to {values.max():.3g} (a "
+            "diverging configuration, most likely): the far-off values stretch the axis, so "
+            "read the small-n end of the curves from the table below."
+        )
     n_common = min(c.n_trials for c in curves.values())
-    header = ["trainable", "complete trials N", f"E[best W1] after n={n_common}"]
+    header = ["trainable", "complete trials N", f"E[best {data.label}] after n={n_common}"]
     rows = [[t, str(c.n_trials), _num(float(c.mean[n_common - 1]))] for t, c in curves.items()]
     if any(c.n_trials != n_common for c in curves.values()):
-        header.append("E[best W1] after n=N")
+        header.append(f"E[best {data.label}] after n=N")
         for row, c in zip(rows, curves.values(), strict=True):
             row.append(_num(float(c.mean[-1])))
     doc.table(header, rows)
@@ -1019,7 +1042,8 @@ def _pareto(ctx: _Context) -> None:
     from benchmark import figures
 
     data, doc = ctx.data, ctx.doc
-    doc.heading("Pareto front: W1 against G-loss variance")
+    names = data.metric_names
+    doc.heading(f"Pareto front: {' against '.join(short_name(m) for m in names)}")
     trials = [t for t in data.complete() if t.values and len(t.values) >= 2]
     if not trials:
         doc.note("No complete trial has two objective values.")
@@ -1034,7 +1058,6 @@ def _pareto(ctx: _Context) -> None:
             for i in range(len(points))
         ]
     )
-    names = data.metric_names
     path = figures.pareto_plot(
         points, front, ctx.out / "pareto.png", xlabel=short_name(names[0]),
         ylabel=short_name(names[1]) if len(names) > 1 else "objective 2",
@@ -1057,11 +1080,13 @@ def _pareto(ctx: _Context) -> None:
 def _importances(ctx: _Context) -> None:
     data, doc = ctx.data, ctx.doc
     doc.heading("Parameter importances")
+    items, remarks, rough = [], [], []
     for trainable in data.trainables():
         trials = data.complete(trainable)
         result, note = _param_importances(trials)
+        if note:
+            remarks.append(f"{trainable}: {note}")
         if result is None:
-            doc.paragraph(f"{trainable}: {note}")
             continue
         importances, evaluator = result
         path = importance_plot(
@@ -1069,16 +1094,20 @@ def _importances(ctx: _Context) -> None:
             ctx.out / f"importance_{trainable}.png",
             title=f"{trainable}: {evaluator} importances ({len(trials)} trials)",
         )
-        doc.figure(path, f"{trainable}: share of W1 variance explained per searched knob "
-                   f"(Optuna {evaluator}, {len(trials)} complete trials).")  # fmt: skip
+        what = f"share of {data.label} variance explained per searched knob"
+        items.append(
+            (path, f"{trainable}: {what} (Optuna {evaluator}, {len(trials)} complete trials).")
+        )
         if len(trials) < RELIABLE_IMPORTANCE_TRIALS:
-            doc.note(
-                f"{trainable}: importances from {len(trials)} trials are rough (they rest on a "
-                f"random forest fitted to {len(trials)} points); read them as a hint, not a "
-                f"ranking, below about {RELIABLE_IMPORTANCE_TRIALS} trials."
-            )
-        if note:
-            doc.paragraph(f"{trainable}: {note}")
+            rough.append(f"{trainable} ({len(trials)})")
+    doc.gallery(items, columns=3)
+    if rough:
+        doc.note(
+            f"Importances from few trials are rough: {', '.join(rough)}. They rest on a random "
+            f"forest fitted to that many points; below about {RELIABLE_IMPORTANCE_TRIALS} trials "
+            "read them as a hint, not a ranking."
+        )
+    doc.bullets(remarks)
 
 
 def _param_importances(
@@ -1139,11 +1168,12 @@ def _knobs(ctx: _Context) -> None:
     from benchmark import figures
 
     data, doc = ctx.data, ctx.doc
+    y_label = data.label
     doc.heading("Searched knobs: slices and contours")
     doc.paragraph(
-        "One point per complete trial (W1 = mean over its seeds). Slices show one knob at a "
-        "time with every other knob varying too, so a trend is a hint, not an effect; the "
-        "ablation command measures effects."
+        f"One point per complete trial ({data.label} = mean over its seeds). Slices show one "
+        "knob at a time with every other knob varying too, so a trend is a hint, not an "
+        "effect; the ablation command measures effects."
     )
     for trainable in data.trainables():
         trials = data.complete(trainable)
@@ -1162,10 +1192,13 @@ def _knobs(ctx: _Context) -> None:
             path = figures.contour_plot(
                 [t.params[x] for t in having], [t.params[y] for t in having],
                 [t.objective for t in having], ctx.out / f"contour_{trainable}_{x}_{y}.png",
-                xlabel=x, ylabel=y, zlabel="W1", log_x=bool(getattr(dx, "log", False)),
-                log_y=bool(getattr(dy, "log", False)), title=f"{trainable}: W1 over {x} x {y}",
+                xlabel=x, ylabel=y, zlabel=y_label, log_x=bool(getattr(dx, "log", False)),
+                log_y=bool(getattr(dy, "log", False)),
+                title=f"{trainable}: {y_label} over {x} x {y}",
             )  # fmt: skip
-            contours.append((path, f"{trainable}: W1 over {x} and {y} ({len(having)} trials)."))
+            contours.append(
+                (path, f"{trainable}: {y_label} over {x} and {y} ({len(having)} trials).")
+            )
         doc.gallery(contours, columns=2)
         slices = []
         for name in names:
@@ -1177,16 +1210,16 @@ def _knobs(ctx: _Context) -> None:
             file = ctx.out / f"slice_{trainable}_{_slug(name)}.png"
             if isinstance(dist, CategoricalDistribution):
                 path = strip_plot(
-                    [t.params[name] for t in having], z, file, param=name, ylabel="W1",
-                    title=f"{trainable}: W1 by {name}",
+                    [t.params[name] for t in having], z, file, param=name, ylabel=y_label,
+                    title=f"{trainable}: {y_label} by {name}",
                 )  # fmt: skip
             else:
                 path = figures.slice_plot(
                     [t.params[name] for t in having], z, file, param_name=name,
-                    log=bool(getattr(dist, "log", False)), ylabel="W1",
-                    title=f"{trainable}: W1 vs {name}",
+                    log=bool(getattr(dist, "log", False)), ylabel=y_label,
+                    title=f"{trainable}: {y_label} vs {name}",
                 )  # fmt: skip
-            slices.append((path, f"{trainable}: W1 against {name} ({len(having)} trials)."))
+            slices.append((path, f"{trainable}: {y_label} against {name} ({len(having)} trials)."))
         doc.gallery(slices, columns=3)
         if not contours and not slices:
             doc.paragraph("No searched knob took two different values in the complete trials.")

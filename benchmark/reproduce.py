@@ -483,7 +483,6 @@ def write_outputs(
         "(2 x pooled seed sd); 'contradicted' the same with Δ > 0; else inconclusive. Noise "
         "mode: RealMix sampled with no real image reaching G.",
     )  # fmt: skip
-    doc.bullets(_claim_text(paper, scale, claims))
 
     doc.heading("Figures")
     steps = max(1, int(data.train.shape[0]) // settings.batch_size)

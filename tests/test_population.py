@@ -19,14 +19,14 @@ import torch
 
 from benchmark import perf
 from benchmark.data import Dataset
-from benchmark.trainables import build
+from benchmark.trainables import build, params_class
 
 LOSS_ATOL = 1e-5
 """Absolute tolerance on per-step losses, population member vs. the same member run alone."""
 SAMPLE_ATOL = 1e-4
 """Largest allowed absolute difference of one generated value (tanh outputs in [-1, 1]) after
-two epochs; float rounding of the batched kernels grows through the Adam steps, so a few of
-the ~3x10^4 values per member and mode drift past 1e-5 while the mean difference stays far below."""
+two epochs; float rounding of the batched kernels grows through the Adam steps, so a few of the
+~3x10^4 values per member and mode drift past 1e-5 while the mean difference stays far below."""
 SAMPLE_MEAN_ATOL = 1e-6
 """Allowed mean absolute difference of the generated values, same comparison."""
 BATCH = 32
@@ -153,6 +153,39 @@ def test_population_checkpoint_continues_identically(name, tiny):
 # --------------------------------------------------------------------------------------------
 # python -m benchmark.perf (a behaviour test of the command; timings are never asserted)
 # --------------------------------------------------------------------------------------------
+
+
+def test_iteration_cost_counts_every_pass():
+    """2*B*in*out per forward matmul, x3 with the backward: 1 G pass and 3 D passes."""
+    g = 884 * 256 + 256 * 512 + 512 * 1024 + 1024 * 784
+    d = 784 * 1024 + 1024 * 512 + 512 * 256 + 256 * 1
+    cost = perf.iteration_cost("realmix", params_class("realmix")(), 784, 128)
+    assert cost.flop == 3 * 2 * 128 * (g + 3 * d)
+    params = (g + 256 + 512 + 1024 + 784) + (d + 1024 + 512 + 256 + 1)
+    assert cost.bytes > perf.ADAM_BYTES_PER_PARAM * params
+    # a minimax Mixture GAN also runs D on the real mixture in the G step; D sees t as well
+    d_t = d + 1024
+    minimax = params_class("mixture")(g_loss="minimax")
+    g_z = 100 * 256 + 256 * 512 + 512 * 1024 + 1024 * 784
+    assert perf.iteration_cost("mixture", minimax, 784, 64).flop == 3 * 2 * 64 * (g_z + 4 * d_t)
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_naive_baseline_matches_mixbench_architecture(name, tiny):
+    naive = perf.NaiveTrial(
+        name, params_class(name)(), tiny, seed=0, device=torch.device("cpu"), batch_size=BATCH
+    )
+    pop = build(name, [{}], tiny, seeds=[0], batch_size=BATCH)
+    for ours, theirs in ((naive.G, pop.core.G), (naive.D, pop.core.D)):
+        assert sum(p.numel() for p in ours.parameters()) == sum(
+            p[0].numel() for p in theirs.parameters()
+        )
+    rate = params_class(name)().dropout_g
+    dropouts = [m.p for m in naive.G if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == ([rate] * 3 if rate > 0 else [])
+    for _ in range(4):  # more than one epoch of 3 batches: the loader reshuffles
+        naive.step()
+    assert len(naive.log) == 4 and np.isfinite(naive.log).all()
 
 
 def test_perf_cli_writes_one_row_per_contender(tmp_path, capsys):

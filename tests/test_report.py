@@ -221,3 +221,33 @@ def test_unknown_study_or_storage_exits_2_naming_the_fix(tmp_path, capsys):
     assert not missing.exists()  # reading a report never creates an empty storage
     assert report.main(["--study", "x", "--storage", "ftp://host/db"]) == 2
     assert "invalid --storage" in capsys.readouterr().err
+
+
+def test_noise_objective_picks_and_judges_by_its_own_metric(tmp_path):
+    """A wasserstein-noise study ranks trials by W1 in noise mode, not by buffer-mode W1."""
+    url = f"sqlite:///{tmp_path / 'noise.db'}"
+    study = optuna.create_study(storage=url, study_name="nz", direction="minimize")
+    study.set_user_attr("space", "realmix")
+    study.set_user_attr("objective", "wasserstein-noise")
+    study.set_user_attr("settings", {"epochs": 1, "dataset": "ring8", "seeds": 2})
+    dist = {"p_mix": FloatDistribution(0.0, 1.0)}
+    # trial 0 copies (low buffer W1, high noise W1); trial 1 generalises
+    for p_mix, w1, w1_noise in ((0.9, (1.0, 1.1), (3.0, 3.2)), (0.1, (2.0, 2.1), (2.0, 2.2))):
+        seeds = [{"seed": s, "status": "finished", "w1": w1[s], "w1_noise": w1_noise[s]}
+                 for s in range(2)]  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"p_mix": p_mix},
+                distributions=dist,
+                value=float(np.mean(w1_noise)),
+                user_attrs={"seeds": seeds, "config": {"trainable": "realmix", "params": {}}},
+            )  # fmt: skip
+        )
+    assert report.main(["--study", "nz", "--storage", url, "--out", str(tmp_path)]) == 0
+    with (tmp_path / "nz" / "summary.csv").open() as handle:
+        rows = {r["metric"]: r for r in csv.DictReader(handle)}
+    assert rows["w1_noise"]["trial"] == "1" and float(rows["w1_noise"]["mean"]) == 2.1
+    markdown = (tmp_path / "nz" / "report.md").read_text()
+    floor = stats.noise_floor([2.0, 2.2])
+    assert f"noise floor {floor:.4g} (2 x the sd of W1 (noise mode)" in markdown
+    assert "Expected best W1 (noise mode) after n trials" in markdown
