@@ -37,6 +37,7 @@ __all__ = [
     "launch",
     "pid_alive",
     "recover_orphans",
+    "visible_device",
     "warm_up",
 ]
 
@@ -55,17 +56,29 @@ class Slot:
 
 
 def gpu_slots(gpus: Sequence[int], per_gpu: int = 1) -> list[Slot]:
-    """`per_gpu` workers per GPU, each seeing only its GPU (CUDA_VISIBLE_DEVICES)."""
+    """`per_gpu` workers per GPU, each seeing only its GPU (CUDA_VISIBLE_DEVICES).
+
+    `gpus` index the GPUs this process sees: when CUDA_VISIBLE_DEVICES is already set (a job
+    scheduler such as SLURM, a container that claimed its GPUs), index g is its g-th entry,
+    not the machine's GPU g.
+    """
     return [
         Slot(
             f"gpu{g}" + (f".{k}" if per_gpu > 1 else ""),
             "cuda",
             None,
-            (("CUDA_VISIBLE_DEVICES", str(g)),),
+            (("CUDA_VISIBLE_DEVICES", visible_device(g)),),
         )
         for g in gpus
         for k in range(per_gpu)
     ]
+
+
+def visible_device(index: int) -> str:
+    """The CUDA_VISIBLE_DEVICES value that shows a child process this process's GPU `index`."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    visible = [d for d in visible if d]
+    return visible[index] if index < len(visible) else str(index)
 
 
 def cpu_slots(workers: int) -> list[Slot]:

@@ -41,6 +41,8 @@ RESULTS_DIR = Path("results") / "studies"
 OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
+PARENT_WAIT_SECONDS = 120.0
+"""How long an invocation that did not create the study waits for its MLflow parent run."""
 
 
 class UsageError(ValueError):
@@ -352,18 +354,30 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
     """(study, MLflow parent run id, resumed?): create the study or resume it.
 
     The parent run id is a study user attr, so every worker process finds it; a resumed
-    study whose parent run is not in this tracking store gets a new parent run.
+    study whose parent run is not in this tracking store gets a new parent run. When several
+    invocations start together on one database (several machines, `--scale worker=N`), the
+    one whose create_new_study succeeded makes the parent run; the others wait for it, so a
+    study has one parent run.
     """
     import optuna
+    from optuna.study import StudyDirection
 
-    attrs = _existing_study_attrs(storage, plan.study_name) or {}
+    try:
+        storage.create_new_study(
+            [StudyDirection[d.upper()] for d in plan.directions], plan.study_name
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
+    study = optuna.load_study(study_name=plan.study_name, storage=storage)
+    attrs = study.user_attrs
+    if not created and "mlflow_parent_run_id" not in attrs:
+        attrs = _wait_for_parent(
+            storage, storage.get_study_id_from_name(plan.study_name), plan.study_name
+        )
+        if "space" in attrs:
+            check_resume(plan, attrs)
     resumed = "space" in attrs
-    study = optuna.create_study(
-        storage=storage,
-        study_name=plan.study_name,
-        directions=plan.directions,
-        load_if_exists=True,
-    )
     tags = {
         "space": plan.space,
         "objective": plan.objective,
@@ -391,6 +405,24 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
     return study, parent, resumed
+
+
+def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
+    """The study's user attrs once another invocation has recorded its MLflow parent run
+    (at most PARENT_WAIT_SECONDS; then the attrs as they are, and this one makes its own)."""
+    deadline = time.monotonic() + PARENT_WAIT_SECONDS
+    while True:
+        attrs = storage.get_study_user_attrs(study_id)
+        if "mlflow_parent_run_id" in attrs:
+            return attrs
+        if time.monotonic() >= deadline:
+            print(
+                f"study {name!r} was created by another invocation that has not recorded its "
+                f"MLflow parent run in {PARENT_WAIT_SECONDS:g} s; making a new one",
+                file=sys.stderr,
+            )
+            return attrs
+        time.sleep(0.5)
 
 
 def _mask(url: str) -> str:
@@ -601,7 +633,10 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
             "interrupted: the running trial(s) were recorded as FAIL; re-run to resume",
             file=sys.stderr,
         )
-    print(f"MLflow: mlflow ui --backend-store-uri {tracker.tracking_uri}", file=sys.stderr)
+    if tracker.tracking_uri.startswith(("http://", "https://")):
+        print(f"MLflow: {tracker.tracking_uri} (the tracking server's UI)", file=sys.stderr)
+    else:
+        print(f"MLflow: mlflow ui --backend-store-uri {tracker.tracking_uri}", file=sys.stderr)
     return code
 
 

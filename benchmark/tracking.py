@@ -3,13 +3,21 @@
 Everything goes through `mlflow.MlflowClient` with explicit run ids (no active-run globals),
 so any worker process can log into a trial run and link it to the study's parent run with
 the ``mlflow.parentRunId`` tag.
+
+With a tracking server (http/https URI), MLflow's client retries a request the server did not
+answer (MLFLOW_HTTP_REQUEST_MAX_RETRIES, default 7, exponential backoff: about four minutes in
+all), so a server restart only delays the study. The user is told on stderr when the server
+stops answering and when it answers again.
 """
 
 from __future__ import annotations
 
+import logging
 import platform
 import socket
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -84,6 +92,82 @@ def _git(root: Path, *args: str) -> str | None:
 
 def _param_value(value: Any) -> str:
     return str(value)[:_PARAM_MAX]
+
+
+class _ServerNotices(logging.Handler):
+    """One stderr line when a tracking server stops answering, one when it answers again.
+
+    MLflow retries through urllib3, which logs each retry to its own logger (silent by
+    default: urllib3 gives it a NullHandler); this handler hears those records.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.state_lock = threading.Lock()  # not `lock`: logging.Handler holds that in emit()
+        self.down_since: float | None = None
+        self.uri = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.getMessage().startswith("Retrying"):
+            return
+        with self.state_lock:
+            if self.down_since is not None:
+                return
+            self.down_since = time.monotonic()
+        error = record.args[1] if isinstance(record.args, tuple) and len(record.args) > 1 else ""
+        why = type(error).__name__ if isinstance(error, BaseException) else "no answer"
+        print(
+            f"MLflow tracking server {self.uri or '(http)'} is not answering ({why}); "
+            "retrying, nothing is dropped meanwhile (MLflow gives up after about 4 minutes: "
+            "restart the server, or raise MLFLOW_HTTP_REQUEST_MAX_RETRIES)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def answered(self) -> None:
+        if self.down_since is None:
+            return
+        with self.state_lock:
+            if self.down_since is None:
+                return
+            waited, self.down_since = time.monotonic() - self.down_since, None
+        print(
+            f"MLflow tracking server {self.uri} is answering again after {waited:.0f} s; "
+            "the delayed requests went through",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+_NOTICES = _ServerNotices()
+
+
+class _NoticingClient:
+    """An MlflowClient whose successful calls end a 'not answering' notice."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            _NOTICES.answered()
+            return result
+
+        return call
+
+
+def _watch_server(uri: str, client: Any) -> Any:
+    """`client`, reporting outages of the tracking server at `uri` on stderr."""
+    _NOTICES.uri = uri
+    logger = logging.getLogger("urllib3.connectionpool")
+    if _NOTICES not in logger.handlers:
+        logger.addHandler(_NOTICES)
+    return _NoticingClient(client)
 
 
 @dataclass
@@ -241,6 +325,8 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
             f"cannot use MLflow tracking URI {uri!r}: {_first_line(err)}; pass a reachable "
             "--tracking-uri (e.g. sqlite:///mlflow.db or http://host:5000)"
         ) from err
+    if urlparse(uri).scheme in ("http", "https"):
+        client = _watch_server(uri, client)
     return Tracker(client=client, tracking_uri=uri, experiment_id=experiment_id)
 
 

@@ -173,11 +173,12 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
                         max_retry=2
                     ),
                 }
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            return _rdb_storage(url, engine_kwargs, kwargs)
     except ModuleNotFoundError as err:
         raise StorageError(
             f"cannot open storage {mask_url(url)!r}: database driver missing ({err.name}); "
-            f"install it, e.g. pip install psycopg2-binary for postgresql"
+            "install it, or for PostgreSQL use the driver MixBench's postgres extra installs: "
+            "pip install -e '.[postgres]' and a postgresql+psycopg://user:pw@host/db URL"
         ) from None
     except Exception as err:  # sqlalchemy OperationalError, ArgumentError, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -185,6 +186,28 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
             f"cannot reach storage {mask_url(url)!r}: {first}; check that the database server "
             "is running and the URL (host, port, user, database) is right"
         ) from None
+
+
+SCHEMA_RACE_RETRIES = 5
+"""Attempts at opening an RDB storage whose tables another process is creating right now."""
+
+
+def _rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
+) -> optuna.storages.RDBStorage:
+    """RDBStorage(url), tolerating workers that start together on an empty database.
+
+    Each one creates Optuna's tables when it finds none; on PostgreSQL all but one then fail
+    (duplicate key in pg_type, or relation exists). The tables exist by then: open again.
+    """
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, SCHEMA_RACE_RETRIES):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
 # -- samplers and pruners -----------------------------------------------------------------
@@ -749,7 +772,10 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(spec.storage)
     peek = optuna.load_study(study_name=spec.study_name, storage=storage)
-    if not room_left(peek.get_trials(deepcopy=False), spec):
+    _fail_stale(peek)  # a trial whose worker went silent elsewhere is room for this one
+    if not room_left(peek.get_trials(deepcopy=False), spec) and not _wait_for_running(
+        peek, storage, spec
+    ):
         return 0  # e.g. a replacement worker whose retry another worker already took
     if spec.threads:
         import torch
@@ -789,6 +815,8 @@ def run_worker(
                     study.tell(trial, state=TrialState.FAIL)
             raise
         if trial is None:
+            if _wait_for_running(study, storage, spec):
+                continue  # a silent worker's trial was re-queued: take it
             return 0
         state = run_trial(ctx, trial)
         failures = failures + 1 if state == TrialState.FAIL else 0
@@ -797,6 +825,34 @@ def run_worker(
         if failures >= MAX_CONSECUTIVE_FAILURES:
             ctx.log(f"worker {worker_id()}: {failures} trials failed in a row; stopping")
             return 1
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # no-op without RDB heartbeat
+
+
+def _wait_for_running(study: optuna.Study, storage: Any, spec: WorkerSpec) -> bool:
+    """With the budget used up, wait while other workers' trials run (RDB heartbeat only).
+
+    A running trial either finishes or, when its worker (on any machine) went silent, is
+    failed and re-queued once its heartbeat is stale; True then: this worker should take it.
+    Without this, a study whose last trial died on another machine would end short of its
+    budget, every worker having counted that trial as running.
+    """
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        return False
+    while spec.deadline is None or time.time() < spec.deadline:
+        _fail_stale(study)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        if TrialState.WAITING in states:
+            return True
+        if TrialState.RUNNING not in states:
+            return False
+        time.sleep(min(interval, 1.0))  # a finished last trial should not keep workers long
+    return False
 
 
 def process_main(spec_json: str, env: Mapping[str, str], cwd: str) -> None:

@@ -43,7 +43,7 @@ from benchmark import launcher, tracking
 from benchmark import study as study_cli
 from benchmark import worker as worker_module
 from benchmark.tracking import Tracker
-from benchmark.worker import TEST_HANG_ENV, open_storage
+from benchmark.worker import TEST_HANG_ENV, open_storage, storage_kind
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -115,12 +115,9 @@ def test_compose_services_images_ports_and_credentials(compose):
         assert service.get("image") or service.get("build"), f"{name}: no image and no build"
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-    raw = (DOCKER / "compose.yaml").read_text()
-    assert env_example()["POSTGRES_PASSWORD"] not in raw  # credentials only in the env file
-    assert (
-        services["postgres"]["environment"]["POSTGRES_PASSWORD"]
-        == (env_example()["POSTGRES_PASSWORD"])
-    )
+    password = env_example()["POSTGRES_PASSWORD"]
+    assert password not in (DOCKER / "compose.yaml").read_text()  # only in the env file
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
     mlflow = services["mlflow"]["command"]
     assert mlflow[:2] == ["mlflow", "server"] and "--serve-artifacts" in mlflow
     backend = mlflow[mlflow.index("--backend-store-uri") + 1]
@@ -136,8 +133,6 @@ def test_compose_worker_runs_a_valid_study_command_on_the_servers(compose):
     command = worker["command"]
     assert command[:3] == ["python", "-m", "benchmark.study"]
     args = study_cli.build_parser().parse_args(command[3:])  # SystemExit on an unknown flag
-    from benchmark.worker import storage_kind
-
     assert storage_kind(args.storage) == "rdb"
     assert (
         args.storage == "postgresql+psycopg://mixbench:change0this0password@postgres:5432/optuna"
@@ -164,15 +159,13 @@ def test_compose_worker_entrypoint_gives_each_replica_its_own_gpu(compose, tmp_p
         "#!/bin/sh\n"
         'if [ "$1" = "-c" ]; then echo 2; exit 0; fi\n'
         'echo "$CUDA_VISIBLE_DEVICES" > "$REPORT.$$"\n'
-        'read -r _ < "$GO"\n'
+        "n=0\n"  # hold the GPU lock until $GO exists (at most 60 s)
+        'while [ ! -e "$GO" ] && [ "$n" -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done\n'
     )
     (bin_dir / "python").chmod(0o755)
-    (bin_dir / "hostname").write_text("#!/bin/sh\necho replica\n")
-    (bin_dir / "hostname").chmod(0o755)
     locks = tmp_path / "locks"
     locks.mkdir()
     go = tmp_path / "go"
-    os.mkfifo(go)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -181,22 +174,20 @@ def test_compose_worker_entrypoint_gives_each_replica_its_own_gpu(compose, tmp_p
         "GO": str(go),
     }
     argv = [*entry, *compose["services"]["worker"]["command"]]
-    procs = []
+    procs: list[subprocess.Popen] = []
     try:
         for k in range(2):
             procs.append(subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True))
             wait_for(lambda k=k: len(list(tmp_path.glob("gpu.*"))) == k + 1, 30, "a claim")
         third = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
-        assert third.returncode == 2
-        assert "all 2 GPU(s) of this machine are taken" in third.stderr
-        claimed = sorted(p.read_text().strip() for p in tmp_path.glob("gpu.*"))
-        assert claimed == ["0", "1"]
     finally:
-        with open(go, "w") as fifo:  # lets the fake studies end (each reads one line)
-            fifo.write("go\n" * len(procs))
-        for proc in procs:
-            proc.wait(timeout=30)
+        go.touch()  # the fake studies end
+        logs = [proc.communicate(timeout=30)[1] for proc in procs]
+    assert third.returncode == 2
+    assert "all 2 GPU(s) of this machine are taken" in third.stderr
+    assert sorted(p.read_text().strip() for p in tmp_path.glob("gpu.*")) == ["0", "1"]
     assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(log.split(": ", 1)[1].strip() for log in logs) == ["GPU 0 of 2", "GPU 1 of 2"]
 
 
 def test_dockerfile_installs_mixbench_like_ci_on_a_cuda_image_as_non_root():
