@@ -74,6 +74,8 @@ CLASSIFIER_OBJECTIVES = ("cfid", "cfid-noise")
 def intermediate_metric(objective: str) -> str:
     """The per-epoch metric that drives pruning for an objective."""
     return f"{INTERMEDIATE_METRIC}_noise" if objective in NOISE_OBJECTIVES else INTERMEDIATE_METRIC
+
+
 """Objective name -> the final metrics it minimises (mean over seeds)."""
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)

@@ -4,7 +4,6 @@ real 2^3 RealMix factorial run end to end through the study harness."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,24 +18,15 @@ from benchmark import ablation, report
 from benchmark.trainables import MixtureParams, RealMixParams
 from studies import ablation as designs
 
+try:
+    from tests._mlflow import fresh_mlflow_uri
+except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _mlflow import fresh_mlflow_uri
+
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def fresh_mlflow_uri(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> str:
-    """A new MLflow SQLite store in `folder`, copied from a session-wide migrated template
-    (creating the schema takes seconds; copying the file takes milliseconds)."""
-    from mlflow import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(f".staging-{os.getpid()}.db")
-        MlflowClient(f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
-    shutil.copy(template, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 def _distributions(design: designs.AblationSpace, params: dict) -> dict:

@@ -8,7 +8,6 @@ import csv
 import math
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,11 @@ from benchmark import report, stats
 from benchmark import study as study_cli
 from benchmark.trainables import RealMixParams
 
+try:
+    from tests._mlflow import fresh_mlflow_uri
+except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _mlflow import fresh_mlflow_uri
+
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = [
     "--dataset", "ring8", "--epochs", "2", "--seeds", "2", "--pruner", "none",
@@ -29,20 +33,6 @@ TINY = [
 ]  # fmt: skip
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-def fresh_mlflow_uri(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> str:
-    """A new MLflow SQLite store in `folder`, copied from a session-wide migrated template
-    (creating the schema takes seconds; copying the file takes milliseconds)."""
-    from mlflow import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(f".staging-{os.getpid()}.db")
-        MlflowClient(f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
-    shutil.copy(template, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")

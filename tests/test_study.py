@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,25 +25,16 @@ from benchmark.tracking import connect
 from benchmark.trainables.gan import StandardGAN
 from benchmark.worker import TEST_HANG_ENV, FarBehindRule
 
+try:
+    from tests._mlflow import fresh_mlflow_uri
+except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _mlflow import fresh_mlflow_uri
+
 TINY = [
     "--dataset", "ring8", "--epochs", "1",
     "--setting", "train_size=256", "--setting", "batch_size=128",
     "--setting", "n_eval=100", "--setting", "heldout_size=100", "--setting", "device=cpu",
 ]  # fmt: skip
-
-
-def fresh_mlflow_uri(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> str:
-    """A new MLflow SQLite store in `folder`, copied from a session-wide migrated template
-    (creating the schema takes seconds; copying the file takes milliseconds)."""
-    from mlflow import MlflowClient
-
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(".staging.db")
-        MlflowClient(f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
-    shutil.copy(template, folder / "mlflow.db")
-    return f"sqlite:///{folder / 'mlflow.db'}"
 
 
 @pytest.fixture

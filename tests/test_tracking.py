@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from mlflow import MlflowClient
 
 from benchmark import tracking
 
-
-def fresh_mlflow_uri(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> str:
-    """A new MLflow SQLite store in `folder`, copied from a session-wide migrated template
-    (creating the schema takes seconds; copying the file takes milliseconds)."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        staging = template.with_suffix(".staging.db")
-        MlflowClient(f"sqlite:///{staging}").search_experiments()
-        staging.rename(template)
-    target = folder / "mlflow.db"
-    shutil.copy(template, target)
-    return f"sqlite:///{target}"
+try:
+    from tests._mlflow import fresh_mlflow_uri
+except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _mlflow import fresh_mlflow_uri
 
 
 @pytest.fixture
