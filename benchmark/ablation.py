@@ -345,9 +345,7 @@ def write_ablation_report(
     responses = [c for c in runs.columns if c in RESPONSES]
     doc = Document(f"MixBench ablation: {data.name}")
     s = data.settings
-    counts: dict[str, int] = {}
-    for t in data.trials:
-        counts[t.state] = counts.get(t.state, 0) + 1
+    counts = data.state_counts()
     doc.bullets(
         [
             f"design `{design.name}` on `{design.TRAINABLE}`: "

@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,6 +405,10 @@ class StudyData:
     def settings(self) -> dict[str, Any]:
         return dict(self.attrs.get("settings", {}))
 
+    def state_counts(self) -> dict[str, int]:
+        """Number of trials in each state, e.g. {'COMPLETE': 8, 'FAIL': 1}."""
+        return dict(Counter(t.state for t in self.trials))
+
     @property
     def metric_names(self) -> tuple[str, ...]:
         from benchmark.worker import OBJECTIVE_METRICS
@@ -772,9 +777,7 @@ def build_report(data: StudyData, out: str | Path) -> tuple[Path, Path]:
 def _header(ctx: _Context) -> None:
     data, doc = ctx.data, ctx.doc
     s = data.settings
-    counts: dict[str, int] = {}
-    for t in data.trials:
-        counts[t.state] = counts.get(t.state, 0) + 1
+    counts = data.state_counts()
     doc.bullets(
         [
             f"space `{data.attrs.get('space')}`, objective `{data.objective}` "

@@ -139,16 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_pairs(items: Sequence[str], flag: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} {item!r} is not of the form name=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _coerce_setting(name: str, hint: Any, value: str) -> Any:
     optional = type(None) in typing.get_args(hint)
     base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
@@ -172,7 +162,9 @@ def _settings(space: Any, args: argparse.Namespace) -> Any:
     from benchmark.settings import Settings
 
     hints = typing.get_type_hints(Settings)
-    extra = _parse_pairs(args.setting, "--setting")
+    from benchmark.train import parse_overrides
+
+    extra = parse_overrides(args.setting, "--setting", "n_eval=500")
     changes: dict[str, Any] = {}
     for name, value in extra.items():
         if name not in hints:

@@ -32,13 +32,15 @@ COLUMNS = (
 )
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """['alpha=0.3', ...] -> {'alpha': '0.3'}; a ParamError for malformed items."""
+def parse_overrides(
+    items: Sequence[str], flag: str = "--param", example: str = "alpha=0.3"
+) -> dict[str, str]:
+    """['alpha=0.3', ...] -> {'alpha': '0.3'}; a ParamError naming `flag` for malformed items."""
     out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ParamError(f"--param {item!r} is not of the form name=value (e.g. alpha=0.3)")
+            raise ParamError(f"{flag} {item!r} is not of the form name=value (e.g. {example})")
         out[key.strip()] = value.strip()
     return out
 
