@@ -97,7 +97,8 @@ def _study_argv(args: argparse.Namespace, design: designs.AblationSpace) -> list
         "--objective", "wasserstein", "--sampler", "random", "--pruner", "none",
         "--storage", args.storage,
     ]  # fmt: skip
-    for flag in ("epochs", "seeds", "dataset", "data_dir", "tracking_uri", "workers"):
+    flags = ("epochs", "seeds", "dataset", "data_dir", "tracking_uri", "workers", "population")
+    for flag in flags:
         value = getattr(args, flag)
         if value is not None:
             argv += ["--" + flag.replace("_", "-"), str(value)]
@@ -519,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage (journal or URL)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (MLflow default)")
     p.add_argument("--workers", type=int, default=None, help="CPU worker processes")
+    p.add_argument(
+        "--population",
+        default=None,
+        metavar="P|auto",
+        help="cells each worker trains at once as one population (see benchmark.study)",
+    )
     p.add_argument("--train-size", type=int, default=None, help="use N training samples")
     p.add_argument("--n-eval", type=int, default=None, help="samples per side for the exact W1")
     p.add_argument(

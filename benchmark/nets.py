@@ -80,6 +80,10 @@ class MemberRNG:
     def get_state(self) -> list[torch.Tensor]:
         return [g.get_state() for g in self.gens]
 
+    def adopt(self, index: int, other: MemberRNG, source: int = 0) -> None:
+        """Member `index` continues `other`'s member `source` stream from its current state."""
+        self.gens[index].set_state(other.gens[source].get_state())
+
     def set_state(self, states: Sequence[torch.Tensor]) -> None:
         for g, s in zip(self.gens, states):
             g.set_state(s)
@@ -126,14 +130,19 @@ class StackedMLP(nn.Module):
         x: torch.Tensor,
         *,
         dropout: torch.Tensor | None = None,
+        dropout_on: Sequence[bool] | None = None,
         rng: MemberRNG | None = None,
         cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x: (P, B, in). dropout: (P,) rates, applied when given with an rng (training)."""
+        """x: (P, B, in). dropout: (P,) rates, applied when given with an rng (training).
+
+        `dropout_on[i]` says whether member i's rate is above 0 (kept on the host by the
+        caller, so deciding which members draw dropout masks never waits for the device).
+        """
         use_dropout = dropout is not None and rng is not None
         if use_dropout:
             keep = 1.0 - dropout
-            mask_members = (dropout > 0).tolist()
+            mask_members = list(dropout_on) if dropout_on is not None else (dropout > 0).tolist()
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -156,8 +165,10 @@ class StackedMLP(nn.Module):
 class StackedAdam:
     """Adam over stacked parameters with per-member lr, beta1 and beta2 (tensors of shape (P,)).
 
-    Follows torch.optim.Adam's update (bias-corrected, eps outside the sqrt). Members whose
-    `active` entry is False are frozen (used to mask out pruned members of a population).
+    Follows torch.optim.Adam's update (bias-corrected, eps outside the sqrt). Every member has
+    its own step count, so a member restarted in a running population (`reset_member`) gets
+    the bias correction of a fresh optimiser. Members whose `active` entry is False are frozen
+    (used to mask out pruned members of a population).
     """
 
     def __init__(
@@ -171,7 +182,7 @@ class StackedAdam:
     ) -> None:
         self.params = [p for p in params]
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
-        self.step_count = 0
+        self.steps = torch.zeros(len(lr), device=lr.device)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.active: torch.Tensor | None = None
@@ -182,10 +193,10 @@ class StackedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        self.step_count += 1
-        t = self.step_count
-        bc1 = 1 - self.beta1**t
-        bc2_sqrt = torch.sqrt(1 - self.beta2**t)
+        self.steps += 1
+        t = self.steps
+        bc1 = 1 - torch.pow(self.beta1, t)
+        bc2_sqrt = torch.sqrt(1 - torch.pow(self.beta2, t))
         lr = self.lr if self.active is None else self.lr * self.active
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
             if p.grad is None:
@@ -204,11 +215,20 @@ class StackedAdam:
             torch.div(m, tmp, out=tmp).mul_(member_view(lr / bc1, p))
             p.sub_(tmp)
 
+    @torch.no_grad()
+    def reset_member(self, index: int) -> None:
+        """Member `index` starts afresh: zero moments and step count (its lr/betas are the
+        shared hyperparameter tensors, set by the caller)."""
+        self.steps[index] = 0
+        for m, v in zip(self.exp_avg, self.exp_avg_sq):
+            m[index].zero_()
+            v[index].zero_()
+
     def state_dict(self) -> dict:
-        return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+        return {"step": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
     def load_state_dict(self, state: dict) -> None:
-        self.step_count = int(state["step"])
+        self.steps.copy_(torch.as_tensor(state["step"], dtype=self.steps.dtype))
         for dst, src in zip(self.exp_avg, state["exp_avg"]):
             dst.copy_(src)
         for dst, src in zip(self.exp_avg_sq, state["exp_avg_sq"]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -20,6 +20,7 @@ from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, params_class
 
 __all__ = [
+    "MemberRun",
     "RunResult",
     "load_data",
     "resolve_device",
@@ -113,17 +114,24 @@ def score_members(
     result: EpochResult,
     *,
     n_eval: int,
-    exact: bool,
+    exact: bool | Sequence[bool],
     seed: int = 0,
-    extra: bool = False,
+    extra: bool | Sequence[bool] = False,
+    members: Sequence[int] | None = None,
 ) -> list[dict[str, float]]:
     """Per-member metrics of one epoch: losses, loss variance and every distance.
 
-    Distances are measured against the held-out split. The first sampling mode's values are
-    unsuffixed (RealMix: 'buffer', as in training); other modes get a '_<mode>' suffix.
+    `members` picks which members to score (default: all), in that order; `exact` and `extra`
+    are one flag for all of them or one per picked member. Samples of every member come from
+    one batched call. Distances are measured against the held-out split. The first sampling
+    mode's values are unsuffixed (RealMix: 'buffer', as in training); other modes get a
+    '_<mode>' suffix.
     """
+    picked = list(range(trainable.size)) if members is None else list(members)
+    exact_of = _per_member(exact, len(picked), "exact")
+    extra_of = _per_member(extra, len(picked), "extra")
     out: list[dict[str, float]] = []
-    for i in range(trainable.size):
+    for i in picked:
         g, d = result.g_losses[i], result.d_losses[i]
         out.append(
             {
@@ -140,14 +148,97 @@ def score_members(
     for k, mode in enumerate(trainable.sample_modes):
         samples = trainable.sample(n_eval, mode, seed=seed)
         suffix = "" if k == 0 else f"_{mode}"
-        for i in range(trainable.size):
+        for row, i in enumerate(picked):
             if not torch.isfinite(samples[i]).all():
                 continue
-            dist = metrics.distances(samples[i], data.heldout, n=n_eval, seed=seed, exact=exact)
-            if extra:
+            dist = metrics.distances(
+                samples[i], data.heldout, n=n_eval, seed=seed, exact=exact_of[row]
+            )
+            if extra_of[row]:
                 dist.update(extra_metrics(samples[i], data, n=n_eval))
-            out[i].update({f"{key}{suffix}": v for key, v in dist.items()})
+            out[row].update({f"{key}{suffix}": v for key, v in dist.items()})
     return out
+
+
+def _per_member(flag: bool | Sequence[bool], n: int, name: str) -> list[bool]:
+    if isinstance(flag, bool):
+        return [flag] * n
+    flags = [bool(f) for f in flag]
+    if len(flags) != n:
+        raise ValueError(f"{name}: {len(flags)} flags for {n} scored members")
+    return flags
+
+
+class MemberRun:
+    """One member's run as it trains: its losses, scored epochs and status.
+
+    `train_run` keeps one of these for its population of one; the study's population path
+    keeps one per member, so both record a run the same way.
+    """
+
+    def __init__(
+        self, variant: str, params: Any, seed: int, settings: Settings, split_note: str = ""
+    ) -> None:
+        self.settings = settings
+        self.run = RunResult(variant, params.to_dict(), seed, "finished", split_note=split_note)
+        self.epoch = 0
+        self._g: list[np.ndarray] = []
+        self._d: list[np.ndarray] = []
+        self._start = time.perf_counter()
+
+    @property
+    def last(self) -> bool:
+        """The epoch just trained is the run's last."""
+        return self.epoch >= self.settings.epochs
+
+    @property
+    def due(self) -> bool:
+        """The epoch just trained is scored (every `eval_every`-th and the last)."""
+        return self.last or self.epoch % self.settings.eval_every == 0
+
+    @property
+    def exact(self) -> bool:
+        return self.last or self.settings.exact_every_epoch
+
+    @property
+    def extra(self) -> bool:
+        return self.last and self.settings.extra_metrics
+
+    def add_epoch(self, result: EpochResult, index: int) -> bool:
+        """Record member `index`'s losses of one epoch; True when they are not finite (the
+        run is then 'diverged')."""
+        self.epoch += 1
+        g, d = result.g_losses[index], result.d_losses[index]
+        self._g.append(g)
+        self._d.append(d)
+        if not (np.isfinite(g).all() and np.isfinite(d).all()):
+            self.run.status, self.run.reason = "diverged", f"non-finite loss in epoch {self.epoch}"
+            return True
+        return False
+
+    def add_scores(self, scores: dict[str, float]) -> bool:
+        """Record the scores of the epoch just trained; True when its samples were not finite
+        (`score_members` then leaves the distances out and the run is 'diverged')."""
+        scores["epoch"] = float(self.epoch)
+        self.run.history.append(scores)
+        if "sliced_w2" not in scores:
+            self.run.status = "diverged"
+            self.run.reason = f"non-finite samples in epoch {self.epoch}"
+            return True
+        return False
+
+    def finish(self, trainable: Trainable, index: int, sample_count: int = 64) -> RunResult:
+        """The finished record, with member `index`'s sample grids unless it diverged."""
+        run = self.run
+        run.g_losses = np.concatenate(self._g) if self._g else np.zeros(0)
+        run.d_losses = np.concatenate(self._d) if self._d else np.zeros(0)
+        if run.status != "diverged":
+            run.samples = {
+                mode: trainable.sample(sample_count, mode, seed=1)[index].cpu().numpy()
+                for mode in trainable.sample_modes
+            }
+        run.seconds = time.perf_counter() - self._start
+        return run
 
 
 def train_run(
@@ -171,48 +262,31 @@ def train_run(
     trainable = build(
         variant, [typed], data, seeds=[seed], device=device, batch_size=settings.batch_size
     )
-    run = RunResult(variant, typed.to_dict(), seed, "finished", split_note=data.split_note)
+    member = MemberRun(variant, typed, seed, settings, data.split_note)
     bar = Progress(settings.epochs, f"{variant} seed {seed}") if progress else None
-    start = time.perf_counter()
-    g_all: list[np.ndarray] = []
-    d_all: list[np.ndarray] = []
-    for epoch in range(1, settings.epochs + 1):
+    while not member.last:
         result = trainable.train_epoch()
-        g_all.append(result.g_losses[0])
-        d_all.append(result.d_losses[0])
-        if not (np.isfinite(result.g_losses).all() and np.isfinite(result.d_losses).all()):
-            run.status, run.reason = "diverged", f"non-finite loss in epoch {epoch}"
+        if member.add_epoch(result, 0):
             break
-        last = epoch == settings.epochs
-        if not last and epoch % settings.eval_every:
+        if not member.due:
             continue
         scores = score_members(
             trainable,
             data,
             result,
             n_eval=settings.n_eval,
-            exact=last or settings.exact_every_epoch,
-            extra=last and settings.extra_metrics,
+            exact=member.exact,
+            extra=member.extra,
         )[0]
-        scores["epoch"] = float(epoch)
-        run.history.append(scores)
+        diverged = member.add_scores(scores)
         if bar is not None:
-            bar.update(epoch, _progress_note(scores))
-        if "sliced_w2" not in scores:  # score_members skips non-finite samples
-            run.status, run.reason = "diverged", f"non-finite samples in epoch {epoch}"
+            bar.update(member.epoch, _progress_note(scores))
+        if diverged:
             break
-        if on_epoch is not None and on_epoch(epoch, scores):
-            run.status = "stopped"
+        if on_epoch is not None and on_epoch(member.epoch, scores):
+            member.run.status = "stopped"
             break
-    run.g_losses = np.concatenate(g_all) if g_all else np.zeros(0)
-    run.d_losses = np.concatenate(d_all) if d_all else np.zeros(0)
-    if run.status != "diverged":
-        run.samples = {
-            mode: trainable.sample(sample_count, mode, seed=1)[0].cpu().numpy()
-            for mode in trainable.sample_modes
-        }
-    run.seconds = time.perf_counter() - start
-    return run
+    return member.finish(trainable, 0, sample_count)
 
 
 def _progress_note(scores: Mapping[str, float]) -> str:

@@ -3,6 +3,7 @@
     python -m benchmark.study --space realmix --trials 30 --epochs 5
     python -m benchmark.study --space compare --trials 30 --gpus all
     python -m benchmark.study --space mixture --objective pareto --workers 2
+    python -m benchmark.study --space realmix --population auto --gpus all
 
 Defaults work on a fresh machine: trials go to the journal file results/optuna.journal
 (safe for several local worker processes), MLflow to its default store in the working
@@ -13,7 +14,9 @@ written to results/studies/<study>/best.json.
 
 One worker runs in this process; ``--workers N`` or ``--gpus`` start worker processes (see
 `benchmark.launcher`) that share the study. A dead worker's trial is failed and re-queued.
-Ctrl-C (or SIGTERM) records the running trials as FAIL and their MLflow runs as KILLED.
+``--population P`` makes each worker train P trials at once as one batched population (see
+`benchmark.population`). Ctrl-C (or SIGTERM) records the running trials as FAIL and their
+MLflow runs as KILLED.
 
 Exit codes: 0 done (some trials may be pruned or failed), 1 workers kept failing, 2 bad
 input (nothing stored is changed), 130 interrupted.
@@ -66,6 +69,8 @@ class StudyPlan:
     gpus: list[int] | None
     workers: int
     timeout: float | None
+    population: int = 1
+    """Trials each worker trains at once as one population (0: auto)."""
     results_dir: Path = field(default_factory=lambda: RESULTS_DIR)
 
     @property
@@ -119,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="CPU worker processes (with --gpus: workers per GPU)",
+    )
+    p.add_argument(
+        "--population",
+        default="1",
+        metavar="P|auto",
+        help="trials each worker trains at once as one batched population, refilling a "
+        "finished trial's slot with a new one; auto: from the device's free memory "
+        "(GPU), 2 on a CPU (default 1: one trial after another)",
     )
     p.add_argument("--timeout", type=float, default=None, help="start no trial after S seconds")
     p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
@@ -235,6 +248,29 @@ def _gpus(spec: str | None) -> list[int] | None:
     return ids
 
 
+def _population(value: str, space: Any, space_name: str) -> int:
+    """--population as an int (0 for auto); UsageError for bad values or spaces."""
+    if value.strip().lower() == "auto":
+        size = 0
+    else:
+        try:
+            size = int(value)
+        except ValueError:
+            size = -1
+        if size < 1:
+            raise UsageError(
+                f"--population {value}: must be a whole number >= 1 or 'auto' "
+                "(e.g. --population 8)"
+            )
+    if size != 1 and getattr(space, "TRAINABLE", None) is None:
+        raise UsageError(
+            f"--population trains one trainable's trials together; space {space_name!r} "
+            "searches over trainables. Use --workers N for it, or one of the single-trainable "
+            "spaces with --population"
+        )
+    return size
+
+
 def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Validate every option without touching any storage (raises on bad input)."""
     from benchmark.worker import make_sampler, storage_kind
@@ -248,6 +284,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
     settings = _settings(space, args)
+    population = _population(args.population, space, args.space)
     from benchmark.worker import CLASSIFIER_OBJECTIVES, NOISE_OBJECTIVES
 
     if args.objective in NOISE_OBJECTIVES and getattr(space, "TRAINABLE", None) != "realmix":
@@ -294,6 +331,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         gpus=gpus,
         workers=args.workers or 1,
         timeout=args.timeout,
+        population=population,
     )
 
 
@@ -319,6 +357,14 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
         "overrides": attrs.get("overrides", {}),
     }
     diffs = []
+    if plan.settings.seeds > 1:
+        steps = _trial_steps(plan.population)
+        stored_steps = attrs.get("trial_steps", _trial_steps(1))
+        if steps != stored_steps:
+            diffs.append(
+                f"pruning steps: stored {stored_steps!r}, asked {steps!r} (with --seeds > 1 "
+                "a study keeps either --population 1 or --population > 1)"
+            )
     for key in ("space", "objective"):
         if wanted[key] != stored[key]:
             diffs.append(f"{key}: stored {stored[key]!r}, asked {wanted[key]!r}")
@@ -332,6 +378,11 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
             f"study {plan.study_name!r} already exists with other fixed options "
             f"({'; '.join(diffs)}); resume it with the same options or pass a new --study-name"
         )
+
+
+def _trial_steps(population: int) -> str:
+    """How a trial with several seeds reports intermediate values to the pruner."""
+    return "seed after seed" if population == 1 else "mean over seeds"
 
 
 def _existing_study_attrs(storage: Any, name: str) -> dict[str, Any] | None:
@@ -394,6 +445,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         study.set_user_attr("objective", plan.objective)
         study.set_user_attr("settings", dataclasses.asdict(plan.settings))
         study.set_user_attr("overrides", plan.overrides)
+        study.set_user_attr("trial_steps", _trial_steps(plan.population))
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
     return study, parent, resumed
@@ -595,6 +647,7 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
         overrides=plan.overrides,
         deadline=time.time() + plan.timeout if plan.timeout else None,
         device=device_spec,
+        population=plan.population,
     )
     progress = StudyProgress(study, plan.trials, plan.objective, stream)
     progress.update()

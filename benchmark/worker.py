@@ -311,6 +311,9 @@ class WorkerSpec:
     device: str = "auto"
     threads: int | None = None
     max_retry: int = 2
+    population: int = 1
+    """Trials this worker trains at once as one batched population (1: one after another;
+    0: auto, picked by the worker from its device, see benchmark.population)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -557,19 +560,70 @@ def _seed_summary(result: Any) -> dict[str, Any]:
     return out
 
 
+def log_epoch(
+    ctx: WorkerContext, run_id: str, seed: int, multi: bool, metrics: Mapping[str, float]
+) -> None:
+    """One scored epoch of one seed to the trial's MLflow run (seed_<k>/ prefix if several)."""
+    prefix = f"seed_{seed}/" if multi else ""
+    ctx.tracker.log_metrics(
+        run_id,
+        {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"},
+        int(metrics["epoch"]),
+    )
+
+
+def record_seed(
+    ctx: WorkerContext,
+    trial: optuna.Trial,
+    run_id: str,
+    result: Any,
+    summaries: list[dict[str, Any]],
+) -> None:
+    """A finished seed's artifacts to MLflow and its summary to the trial's `seeds` attr."""
+    from benchmark.artifacts import write_run_artifacts
+
+    multi = ctx.settings.seeds > 1
+    with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
+        paths = write_run_artifacts(
+            result, tmp, data=ctx.data, settings=dataclasses.asdict(ctx.settings)
+        )
+        ctx.tracker.log_artifacts(run_id, paths, f"seed_{result.seed}" if multi else None)
+    summaries.append(_seed_summary(result))
+    trial.set_user_attr("seeds", summaries)
+
+
+def objective_values(
+    ctx: WorkerContext, trial: optuna.Trial, run_id: str, histories: list[list[dict]]
+) -> list[float]:
+    """The objective values (means over seeds of the last scored epoch), logged and stored;
+    raises _Stop('diverged') when one is not finite."""
+    metric_names = OBJECTIVE_METRICS[ctx.spec.objective]
+    means = {
+        key: float(np.mean([h[-1][key] for h in histories]))
+        for key in histories[0][-1]
+        if all(key in h[-1] for h in histories)
+    }
+    if len(histories) > 1:
+        _log_mean_history(ctx, run_id, histories)
+    values = [means.get(m, math.nan) for m in metric_names]
+    if not all(math.isfinite(v) for v in values):
+        raise _Stop("diverged")
+    ctx.tracker.log_metrics(run_id, {f"objective/{m}": v for m, v in zip(metric_names, values)}, 0)
+    trial.set_user_attr("final", {k: v for k, v in means.items() if math.isfinite(v)})
+    return values
+
+
 def _train(
     ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, typed: Any
 ) -> list[float]:
-    """Train every seed, logging as it goes; the objective values (means over seeds).
+    """Train every seed, one after the other, logging as it goes; the objective values.
 
     Raises _Stop when a seed diverges or the pruning rule stops it.
     """
-    from benchmark.artifacts import write_run_artifacts
     from benchmark.runner import train_run
 
     seeds = ctx.settings.seed_list()
     multi = len(seeds) > 1
-    metric_names = OBJECTIVE_METRICS[ctx.spec.objective]
     step = 0
     stop_reason: list[str] = []
     summaries: list[dict[str, Any]] = []
@@ -578,10 +632,7 @@ def _train(
 
         def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> bool:
             nonlocal step
-            prefix = f"seed_{seed}/" if multi else ""
-            ctx.tracker.log_metrics(
-                run_id, {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"}, epoch
-            )
+            log_epoch(ctx, run_id, seed, multi, metrics)
             value = metrics.get(intermediate_metric(ctx.spec.objective), math.nan)
             reason = _judge(ctx, trial, step, float(value))
             step += 1
@@ -599,32 +650,14 @@ def _train(
             device=ctx.device,
             on_epoch=on_epoch,
         )
-        with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
-            paths = write_run_artifacts(
-                result, tmp, data=ctx.data, settings=dataclasses.asdict(ctx.settings)
-            )
-            ctx.tracker.log_artifacts(run_id, paths, f"seed_{seed}" if multi else None)
-        summaries.append(_seed_summary(result))
+        record_seed(ctx, trial, run_id, result, summaries)
         histories.append(result.history)
-        trial.set_user_attr("seeds", summaries)
         if result.status == "diverged":
             trial.set_user_attr("detail", result.reason)
             raise _Stop("diverged")
         if result.status == "stopped":
             raise _Stop(stop_reason[-1] if stop_reason else "stopped")
-    means = {
-        key: float(np.mean([h[-1][key] for h in histories]))
-        for key in histories[0][-1]
-        if all(key in h[-1] for h in histories)
-    }
-    if multi:
-        _log_mean_history(ctx, run_id, histories)
-    values = [means[m] for m in metric_names]
-    if not all(math.isfinite(v) for v in values):
-        raise _Stop("diverged")
-    ctx.tracker.log_metrics(run_id, {f"objective/{m}": v for m, v in zip(metric_names, values)}, 0)
-    trial.set_user_attr("final", {k: v for k, v in means.items() if math.isfinite(v)})
-    return values
+    return objective_values(ctx, trial, run_id, histories)
 
 
 def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict]]) -> None:
@@ -663,63 +696,89 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any, str]:
+    """(variant, typed params, MLflow run id) of an asked trial: its config suggested and
+    stored, its retry history noted, its nested MLflow run started."""
+    frozen = ctx.storage.get_trial(_trial_id(ctx.study, ctx.storage, trial.number))
+    history = frozen.system_attrs.get("retry_history") or []
+    failed_from = history[-1] if history else None
+    if failed_from is not None:
+        trial.set_user_attr("retried_from", failed_from)
+        for key, empty in STALE_ON_RETRY.items():  # copied from the failed trial
+            if key in frozen.user_attrs:
+                trial.set_user_attr(key, empty)
+    variant, typed = _configure(ctx, trial)
+    trial.set_user_attr("config", {"trainable": variant, "params": typed.to_dict()})
+    tags = {"trainable": variant, "worker": worker_id()}
+    if failed_from is not None:
+        tags["retried_from"] = str(failed_from)
+    run_id = ctx.tracker.start_trial(
+        ctx.parent_run_id,
+        study_name=ctx.study.study_name,
+        number=trial.number,
+        params={"trainable": variant, **typed.to_dict()},
+        tags=tags,
+    )
+    trial.set_user_attr("mlflow_run_id", run_id)
+    return variant, typed, run_id
+
+
+def close_trial(
+    ctx: WorkerContext,
+    trial: optuna.Trial,
+    run_id: str | None,
+    state: TrialState,
+    *,
+    values: Sequence[float] | None = None,
+    reason: str | None = None,
+) -> TrialState:
+    """Record how a trial ended, in MLflow and in the study (tell)."""
+    if state == TrialState.COMPLETE:
+        if run_id is not None:
+            ctx.tracker.end_trial(run_id, "COMPLETE")
+        ctx.study.tell(trial, list(values or []))
+        return state
+    if reason is not None:
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("reason", reason)
+    outcome = "PRUNED" if state == TrialState.PRUNED else "FAIL"
+    if run_id is not None:
+        with contextlib.suppress(Exception):
+            ctx.tracker.end_trial(run_id, outcome, reason)
+    ctx.study.tell(trial, state=state)
+    return state
+
+
+def interrupt_trial(ctx: WorkerContext, trial: optuna.Trial, run_id: str | None) -> None:
+    """Ctrl-C: the trial is recorded FAIL (reason 'interrupted'), its MLflow run KILLED."""
+    with _sigint_ignored():  # a second Ctrl-C must not cut the bookkeeping short
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("reason", "interrupted")
+        if run_id is not None:
+            with contextlib.suppress(Exception):
+                ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
+        with contextlib.suppress(Exception):
+            ctx.study.tell(trial, state=TrialState.FAIL)
+
+
 def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
     """Run one asked trial to its end and tell the study; KeyboardInterrupt is re-raised
     after the trial is recorded FAIL (reason 'interrupted') and its MLflow run KILLED."""
     run_id: str | None = None
-    frozen = ctx.storage.get_trial(_trial_id(ctx.study, ctx.storage, trial.number))
-    history = frozen.system_attrs.get("retry_history") or []
-    failed_from = history[-1] if history else None
     try:
         with _heartbeat(ctx.study, ctx.storage, trial):
-            if failed_from is not None:
-                trial.set_user_attr("retried_from", failed_from)
-                for key, empty in STALE_ON_RETRY.items():  # copied from the failed trial
-                    if key in frozen.user_attrs:
-                        trial.set_user_attr(key, empty)
-            variant, typed = _configure(ctx, trial)
-            trial.set_user_attr("config", {"trainable": variant, "params": typed.to_dict()})
-            tags = {"trainable": variant, "worker": worker_id()}
-            if failed_from is not None:
-                tags["retried_from"] = str(failed_from)
-            run_id = ctx.tracker.start_trial(
-                ctx.parent_run_id,
-                study_name=ctx.study.study_name,
-                number=trial.number,
-                params={"trainable": variant, **typed.to_dict()},
-                tags=tags,
-            )
-            trial.set_user_attr("mlflow_run_id", run_id)
+            variant, typed, run_id = open_trial(ctx, trial)
             values = _train(ctx, trial, run_id, variant, typed)
-            ctx.tracker.end_trial(run_id, "COMPLETE")
-            ctx.study.tell(trial, values)
-            return TrialState.COMPLETE
+            return close_trial(ctx, trial, run_id, TrialState.COMPLETE, values=values)
     except _Stop as stop:
-        trial.set_user_attr("reason", stop.reason)
-        if run_id is not None:
-            ctx.tracker.end_trial(run_id, "PRUNED", stop.reason)
-        ctx.study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
+        return close_trial(ctx, trial, run_id, TrialState.PRUNED, reason=stop.reason)
     except KeyboardInterrupt:
-        with _sigint_ignored():  # a second Ctrl-C must not cut the bookkeeping short
-            with contextlib.suppress(Exception):
-                trial.set_user_attr("reason", "interrupted")
-            if run_id is not None:
-                with contextlib.suppress(Exception):
-                    ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
-            with contextlib.suppress(Exception):
-                ctx.study.tell(trial, state=TrialState.FAIL)
+        interrupt_trial(ctx, trial, run_id)
         raise
     except Exception as err:
         reason = f"{type(err).__name__}: {err}"
         ctx.log(f"trial {trial.number} failed: {reason}\n{traceback.format_exc()}")
-        with contextlib.suppress(Exception):
-            trial.set_user_attr("reason", reason)
-        if run_id is not None:
-            with contextlib.suppress(Exception):
-                ctx.tracker.end_trial(run_id, "FAIL", reason)
-        ctx.study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
+        return close_trial(ctx, trial, run_id, TrialState.FAIL, reason=reason)
 
 
 # -- the worker loop ----------------------------------------------------------------------
@@ -733,11 +792,14 @@ def load_worker_study(spec: WorkerSpec, storage: Any) -> optuna.Study:
     multi = spec.objective == "pareto"
     fixed = fixed_sampler_params(spec.space, spec.overrides)
     n_scored = len([e for e in range(1, settings.epochs + 1) if _scored(e, settings)])
+    # One trial path: seed after seed, one step per scored epoch of each. Population path:
+    # a trial's seeds train side by side and report their mean once per scored epoch.
+    steps = n_scored if spec.population != 1 else n_scored * settings.seeds
     return optuna.load_study(
         study_name=spec.study_name,
         storage=storage,
         sampler=make_sampler(spec.sampler, multi_objective=multi, fixed=fixed),
-        pruner=make_pruner(spec.pruner, steps=n_scored * settings.seeds),
+        pruner=make_pruner(spec.pruner, steps=steps),
     )
 
 
@@ -804,6 +866,11 @@ def run_worker(
         parent_run_id=study.user_attrs["mlflow_parent_run_id"],
         rule=FarBehindRule() if spec.objective == "pareto" and spec.pruner != "none" else None,
     )
+    if spec.population != 1:
+        from benchmark.population import resolve_population, run_population
+
+        ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
+        return run_population(ctx, on_trial_end=on_trial_end)
     failures = 0
     while True:
         trial = None

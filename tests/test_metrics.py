@@ -149,6 +149,17 @@ def test_pixel_w1_is_scipy_on_flattened_values():
     assert wasserstein1(x, x[:, perm]).value > 1.0
 
 
+def test_pixel_w1_equal_sizes_takes_the_sorted_path_and_agrees_with_scipy():
+    rng = _rng(8)
+    x, y = rng.normal(0, 0.5, size=(50, 784)), rng.uniform(-1, 1, size=(50, 784))
+    expected = scipy.stats.wasserstein_distance(x.ravel(), y.ravel())
+    assert pixel_wasserstein(x, y) == pytest.approx(expected, rel=1e-9)
+    # ties (a saturated generator outputs -1 everywhere) are handled the same way
+    sat = np.where(x < 0, -1.0, x)
+    expected = scipy.stats.wasserstein_distance(sat.ravel(), y.ravel())
+    assert pixel_wasserstein(sat, y) == pytest.approx(expected, rel=1e-9)
+
+
 # ------------------------------------------------------------------------------ distances
 
 

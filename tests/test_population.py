@@ -19,7 +19,8 @@ import torch
 
 from benchmark import perf
 from benchmark.data import Dataset
-from benchmark.trainables import build, params_class
+from benchmark.trainable import ParamError
+from benchmark.trainables import build, params_class, refill
 
 LOSS_ATOL = 1e-5
 """Absolute tolerance on per-step losses, population member vs. the same member run alone."""
@@ -148,6 +149,56 @@ def test_population_checkpoint_continues_identically(name, tiny):
     np.testing.assert_array_equal(got.d_losses, expected.d_losses)
     for mode in t.sample_modes:
         torch.testing.assert_close(fresh.sample(16, mode), t.sample(16, mode), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MEMBERS))
+def test_refilled_member_trains_as_a_fresh_run(name, tiny):
+    """A slot refilled mid-run (the study's --population path) trains exactly as a new run.
+
+    Members 0 and 1 train 2 epochs; member 1 is then replaced by member 2's params and seed
+    and both train 2 more. The replacement must match a fresh single run of those params over
+    its 2 epochs, and member 0 its own uninterrupted 4-epoch run.
+    """
+    members, seeds = MEMBERS[name], SEEDS
+    pop = build(name, members[:2], tiny, seeds=seeds[:2], batch_size=BATCH)
+    _losses(pop)
+    refill(pop, 1, members[2], seeds[2])
+    assert pop.params[1] == params_class(name).from_mapping(members[2])
+    g_pop, d_pop = _losses(pop)
+    fresh = build(name, [members[2]], tiny, seeds=[seeds[2]], batch_size=BATCH)
+    g, d = _losses(fresh)
+    np.testing.assert_allclose(g_pop[1], g[0], rtol=0, atol=LOSS_ATOL)
+    np.testing.assert_allclose(d_pop[1], d[0], rtol=0, atol=LOSS_ATOL)
+    for mode in pop.sample_modes:
+        diff = (pop.sample(40, mode, seed=3)[1] - fresh.sample(40, mode, seed=3)[0]).abs()
+        assert diff.max() <= SAMPLE_ATOL, (name, mode, float(diff.max()))
+    long = build(name, [members[0]], tiny, seeds=[seeds[0]], batch_size=BATCH)
+    g_long, d_long = _losses(long, 2 * EPOCHS)
+    np.testing.assert_allclose(g_pop[0], g_long[0, -g_pop.shape[1] :], rtol=0, atol=LOSS_ATOL)
+    np.testing.assert_allclose(d_pop[0], d_long[0, -d_pop.shape[1] :], rtol=0, atol=LOSS_ATOL)
+    # the refilled member is not its predecessor continuing
+    kept = build(name, members[:2], tiny, seeds=seeds[:2], batch_size=BATCH)
+    g_kept, _ = _losses(kept, 2 * EPOCHS)
+    assert not np.allclose(g_pop[1], g_kept[1, -g_pop.shape[1] :], atol=1e-3)
+
+
+def test_refill_grows_the_realmix_buffer(tiny):
+    """A new member with a larger buffer than any current one still gets its own buffer."""
+    small = [{"buffer_capacity": 16, "buffer_refresh": 0.5}] * 2
+    pop = build("realmix", small, tiny, seeds=[1, 2], batch_size=BATCH)
+    pop.train_epoch()
+    big = {"buffer_capacity": 80, "buffer_refresh": 0.1, "p_mix": 1.0}
+    refill(pop, 0, big, 5)
+    assert pop.buffer.shape[1] == 81 and pop.capacity == [80, 16]
+    g_pop, _ = _losses(pop, 1)
+    g, _ = _losses(build("realmix", [big], tiny, seeds=[5], batch_size=BATCH), 1)
+    np.testing.assert_allclose(g_pop[0], g[0], rtol=0, atol=LOSS_ATOL)
+
+
+def test_refill_refuses_another_shape(tiny):
+    pop = build("gan", [{}, {}], tiny, seeds=[1, 2], batch_size=BATCH)
+    with pytest.raises(ParamError, match="z_dim .* must be equal across a population"):
+        refill(pop, 0, {"z_dim": 64}, 3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "StandardGAN",
     "build",
     "params_class",
+    "refill",
 ]
 
 VARIANTS: dict[str, type] = {"gan": StandardGAN, "realmix": RealMixGAN, "mixture": MixtureGAN}
@@ -52,3 +53,24 @@ def build(
     return VARIANTS[name](
         typed, data, seeds=list(seeds), device=torch.device(device), batch_size=batch_size
     )
+
+
+def refill(
+    population: Trainable, index: int, params: TrainableParams | Mapping[str, Any], seed: int
+) -> None:
+    """Restart member `index` of a running population as a new run with `params` and `seed`.
+
+    The new member is built exactly as a population of one would be (same initial weights,
+    buffer and random streams) and adopted into the slot, so it trains as that single run
+    would, whatever the other members are doing.
+    """
+    core = population.core  # type: ignore[attr-defined]
+    fresh = build(
+        population.name,
+        [params],
+        core.data,
+        seeds=[seed],
+        device=core.device,
+        batch_size=core.batch_size,
+    )
+    population.adopt(index, fresh)

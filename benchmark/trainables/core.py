@@ -126,6 +126,10 @@ class AdversarialCore:
         self.seeds = [int(s) for s in seeds]
         self.batch_size = batch_size
         self.hp = dict(hp)
+        # Which members use dropout, kept on the host: no device sync per forward pass.
+        self.dropout_on = {
+            name: [bool(v > 0) for v in hp[name].tolist()] for name in ("dropout_g", "dropout_d")
+        }
         self.rng = MemberRNG(self.seeds, device)
         dim = data.dim
         self.G = StackedMLP((g_in, *G_HIDDEN, dim), self.rng, out_tanh=data.bounded)
@@ -149,7 +153,13 @@ class AdversarialCore:
     def discriminate(
         self, x: torch.Tensor, *, cond: torch.Tensor | None = None, train: bool = True
     ) -> torch.Tensor:
-        return self.D(x, dropout=self.hp["dropout_d"] if train else None, rng=self.rng, cond=cond)
+        return self.D(
+            x,
+            dropout=self.hp["dropout_d"] if train else None,
+            dropout_on=self.dropout_on["dropout_d"],
+            rng=self.rng,
+            cond=cond,
+        )
 
     def train_epoch(self, strategy: Strategy) -> EpochResult:
         """One pass over the training split (last partial batch dropped), every member at once."""
@@ -162,7 +172,12 @@ class AdversarialCore:
             real = self.train_x[perm[:, s * bsz : (s + 1) * bsz]]
             strategy.before_step(self)
             z_in = strategy.generator_input(self, bsz, self.rng, None)
-            fake = self.G(z_in, dropout=self.hp["dropout_g"], rng=self.rng)
+            fake = self.G(
+                z_in,
+                dropout=self.hp["dropout_g"],
+                dropout_on=self.dropout_on["dropout_g"],
+                rng=self.rng,
+            )
 
             d_loss = strategy.d_loss(self, real, fake.detach())
             self.opt_d.zero_grad()
@@ -193,6 +208,32 @@ class AdversarialCore:
             chunks.append(self.G(strategy.generator_input(self, k, rng, mode)))
             done += k
         return torch.cat(chunks, dim=1)
+
+    @torch.no_grad()
+    def adopt(self, index: int, other: AdversarialCore) -> None:
+        """Member `index` becomes a copy of `other`'s single member (a population of one just
+        built), in every piece of state: weights, optimiser moments and step counts, random
+        streams and hyperparameters. Used to refill a finished member's slot with a new trial
+        while the others keep training; from then on it trains exactly as `other` would."""
+        if other.size != 1:
+            raise ValueError(f"adopt takes a population of one, got {other.size} members")
+        for net, src_net in ((self.G, other.G), (self.D, other.D)):
+            for dst, src in zip(net.parameters(), src_net.parameters(), strict=True):
+                if dst.shape[1:] != src.shape[1:]:
+                    raise ValueError(
+                        f"member shapes differ ({tuple(dst.shape[1:])} vs "
+                        f"{tuple(src.shape[1:])}): a population shares z_dim and data"
+                    )
+                dst[index].copy_(src[0])
+        for opt, src_opt in ((self.opt_g, other.opt_g), (self.opt_d, other.opt_d)):
+            opt.reset_member(index)
+            opt.steps[index] = src_opt.steps[0]
+        for name, values in self.hp.items():
+            values[index] = other.hp[name][0]
+        for name, flags in self.dropout_on.items():
+            flags[index] = other.dropout_on[name][0]
+        self.rng.adopt(index, other.rng)
+        self.seeds[index] = other.seeds[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ from benchmark.trainables.core import (
     vanilla_d_loss,
 )
 
-__all__ = ["GANParams", "StandardGAN"]
+__all__ = ["GANParams", "StandardGAN", "check_adoptable"]
 
 SEARCHED = ("lr", "beta1", "beta2", "dropout_g", "dropout_d")
 
@@ -45,6 +45,20 @@ def check_sample_mode(variant: str, modes: Sequence[str], mode: str | None) -> s
     if mode not in modes:
         raise ParamError(f"{variant}: sample mode {mode!r} unknown; valid: {', '.join(modes)}")
     return mode
+
+
+def check_adoptable(population: Any, other: Any) -> None:
+    """A clear error when `other` cannot be adopted into `population` (see `adopt`)."""
+    if type(other) is not type(population) or other.size != 1:
+        raise ParamError(
+            f"{population.name}: adopt takes a {population.name} population of one, got "
+            f"{getattr(other, 'name', type(other).__name__)} with {other.size} member(s)"
+        )
+    if other.z_dim != population.z_dim:
+        raise ParamError(
+            f"parameter z_dim changes tensor shapes and must be equal across a population; "
+            f"got {other.z_dim} for a population with {population.z_dim}"
+        )
 
 
 class StandardGAN:
@@ -94,6 +108,12 @@ class StandardGAN:
     def sample(self, n: int, mode: str | None = None, seed: int = 0) -> torch.Tensor:
         mode = check_sample_mode(self.name, self.sample_modes, mode)
         return self.core.generate(self, n, mode, seed)
+
+    def adopt(self, index: int, other: StandardGAN) -> None:
+        """Member `index` becomes a copy of `other`'s single member (see AdversarialCore)."""
+        check_adoptable(self, other)
+        self.core.adopt(index, other.core)
+        self.params[index] = other.params[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {"core": self.core.state_dict()}

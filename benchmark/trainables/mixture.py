@@ -21,7 +21,7 @@ from benchmark.trainables.core import (
     shared_value,
     stack_params,
 )
-from benchmark.trainables.gan import check_sample_mode
+from benchmark.trainables.gan import check_adoptable, check_sample_mode
 
 __all__ = ["MixtureGAN", "MixtureParams", "t_quantiles"]
 
@@ -99,7 +99,9 @@ class MixtureGAN:
         self.quantiles = torch.tensor(
             np.stack([t_quantiles(p) for p in self.params]), dtype=torch.float32, device=device
         )
-        self.minimax = torch.tensor([p.g_loss == "minimax" for p in self.params], device=device)
+        self.minimax_on = [p.g_loss == "minimax" for p in self.params]
+        self.minimax = torch.tensor(self.minimax_on, device=device)
+        self.random_t_t = torch.tensor(self.random_t, device=device)
         self._t: torch.Tensor | None = None
 
     def draw_t(self, n: int) -> torch.Tensor:
@@ -113,8 +115,7 @@ class MixtureGAN:
         q_lo = self.quantiles.gather(1, lo)
         q_hi = self.quantiles.gather(1, lo + 1)
         t = q_lo + (q_hi - q_lo) * frac
-        on = torch.tensor(self.random_t, device=self.core.device)[:, None]
-        return torch.where(on, t, 1.0)[..., None]
+        return torch.where(self.random_t_t[:, None], t, 1.0)[..., None]
 
     @staticmethod
     def mixtures(
@@ -151,7 +152,7 @@ class MixtureGAN:
         s = 1 - t
         fake_logits = core.discriminate(fake_mix, cond=s)
         loss = bce_real(fake_logits)
-        if bool(self.minimax.any()):
+        if any(self.minimax_on):
             minimax = -bce_fake(fake_logits) - bce_real(core.discriminate(real_mix, cond=s))
             loss = torch.where(self.minimax, minimax, loss)
         return loss
@@ -163,6 +164,18 @@ class MixtureGAN:
     def sample(self, n: int, mode: str | None = None, seed: int = 0) -> torch.Tensor:
         mode = check_sample_mode(self.name, self.sample_modes, mode)
         return self.core.generate(self, n, mode, seed)
+
+    @torch.no_grad()
+    def adopt(self, index: int, other: MixtureGAN) -> None:
+        """Member `index` becomes a copy of `other`'s single member (t-measure included)."""
+        check_adoptable(self, other)
+        self.core.adopt(index, other.core)
+        self.params[index] = other.params[0]
+        self.random_t[index] = other.random_t[0]
+        self.random_t_t[index] = other.random_t_t[0]
+        self.quantiles[index] = other.quantiles[0]
+        self.minimax_on[index] = other.minimax_on[0]
+        self.minimax[index] = other.minimax[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {"core": self.core.state_dict()}

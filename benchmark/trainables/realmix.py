@@ -19,7 +19,7 @@ from benchmark.trainables.core import (
     stack_params,
     vanilla_d_loss,
 )
-from benchmark.trainables.gan import check_sample_mode
+from benchmark.trainables.gan import check_adoptable, check_sample_mode
 
 __all__ = ["RealMixGAN", "RealMixParams"]
 
@@ -154,6 +154,26 @@ class RealMixGAN:
         """mode 'buffer': inputs as in training; 'noise': no real data reaches G at all."""
         mode = check_sample_mode(self.name, self.sample_modes, mode)
         return self.core.generate(self, n, mode, seed)
+
+    @torch.no_grad()
+    def adopt(self, index: int, other: RealMixGAN) -> None:
+        """Member `index` becomes a copy of `other`'s single member, buffer included; the
+        buffer grows when the new member's capacity exceeds every current one."""
+        check_adoptable(self, other)
+        need = other.capacity[0] + 1
+        if need > self.buffer.shape[1]:
+            grown = torch.zeros(self.size, need, self.buffer.shape[2], device=self.buffer.device)
+            grown[:, : self.buffer.shape[1] - 1] = self.buffer[:, :-1]
+            self.buffer = grown
+        self.core.adopt(index, other.core)
+        self.params[index] = other.params[0]
+        self.capacity[index] = other.capacity[0]
+        self.n_refresh[index] = other.n_refresh[0]
+        self.cap_t[index] = other.cap_t[0]
+        self.refresh_t[index] = other.refresh_t[0]
+        self.buffer[index].zero_()
+        self.buffer[index, : other.capacity[0]] = other.buffer[0, : other.capacity[0]]
+        self.ptr[index] = other.ptr[0]
 
     def state_dict(self) -> dict[str, Any]:
         return {"core": self.core.state_dict(), "buffer": self.buffer, "ptr": self.ptr}
