@@ -137,17 +137,20 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
         attrs = None
     if attrs is not None and "space" in attrs:
         study_cli.check_resume(plan, attrs)  # UsageError before anything is enqueued
-    study = optuna.create_study(
-        storage=storage, study_name=plan.study_name, direction="minimize", load_if_exists=True
-    )
-    added = enqueue_missing(study, design)
-    done = len(design.cells()) - len(added)
-    print(
-        f"{plan.study_name}: {len(design.cells())} cells x {s.seeds} seeds; "
-        f"{done} cell(s) already run or queued, {len(added)} enqueued",
-        file=sys.stderr,
-    )
-    return plan, study_cli.run_plan(plan)
+
+    def enqueue(study: Any) -> None:
+        # Called by run_plan once the study (and its MLflow parent run) exists, before any
+        # worker starts: enqueueing into a study created here would make run_plan wait for
+        # a parent run that another invocation was expected to record.
+        added = enqueue_missing(study, design)
+        done = len(design.cells()) - len(added)
+        print(
+            f"{plan.study_name}: {len(design.cells())} cells x {s.seeds} seeds; "
+            f"{done} cell(s) already run or queued, {len(added)} enqueued",
+            file=sys.stderr,
+        )
+
+    return plan, study_cli.run_plan(plan, prepare=enqueue)
 
 
 # --------------------------------------------------------------------------------------------

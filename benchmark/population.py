@@ -289,7 +289,8 @@ class _PopulationRunner:
                 return None
             run_id = None
             try:
-                variant, typed, run_id = open_trial(ctx, trial)
+                with _sigint_deferred():
+                    variant, typed, run_id = open_trial(ctx, trial)
                 if self.population is not None and variant != self.population.name:
                     raise ValueError(
                         f"trial {trial.number} is a {variant} run; this population trains "

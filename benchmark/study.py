@@ -25,6 +25,7 @@ input (nothing stored is changed), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -32,7 +33,7 @@ import os
 import sys
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -606,8 +607,14 @@ def _fmt(value: Any) -> str:
 # -- running -------------------------------------------------------------------------------
 
 
-def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
-    """Open storage and tracking, create or resume the study, run the workers, report."""
+def run_plan(
+    plan: StudyPlan, *, stream: Any = None, prepare: Callable[[Any], None] | None = None
+) -> int:
+    """Open storage and tracking, create or resume the study, run the workers, report.
+
+    `prepare(study)` runs once the study and its MLflow parent run exist, before any worker
+    starts (benchmark.ablation enqueues its design there).
+    """
     import optuna
 
     from benchmark.launcher import cpu_slots, gpu_slots, launch, recover_orphans, warm_up
@@ -632,6 +639,8 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
     recovered = recover_orphans(study, storage, tracker=tracker)
     if recovered:
         print(f"re-queued trial(s) {recovered} left running by a dead worker", file=sys.stderr)
+    if prepare is not None:
+        prepare(study)
     lock = plan.results_dir / plan.study_name / "ask.lock"
     spec = WorkerSpec(
         study_name=plan.study_name,
@@ -667,6 +676,7 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
     except KeyboardInterrupt:
         code = 130
     progress.update()
+    _close_stale_runs(tracker, parent, study)
     path = write_best(plan, study, parent, tracker.tracking_uri)
     status = {0: "FINISHED", 130: "KILLED"}.get(code, "FAILED")
     tracker.client.log_artifact(parent, str(path))
@@ -683,6 +693,27 @@ def run_plan(plan: StudyPlan, *, stream: Any = None) -> int:
     else:
         print(f"MLflow: mlflow ui --backend-store-uri {tracker.tracking_uri}", file=sys.stderr)
     return code
+
+
+def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
+    """End the MLflow runs of ended trials that a worker left RUNNING (see
+    Tracker.close_stale_trials), so the MLflow UI agrees with the study."""
+    from optuna.trial import TrialState
+
+    outcomes = {}
+    for t in study.get_trials(deepcopy=False):
+        reason = str(t.user_attrs.get("reason", ""))
+        if t.state == TrialState.FAIL:
+            outcome = "INTERRUPTED" if reason.startswith("interrupted") else "FAIL"
+        elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            outcome = t.state.name
+        else:
+            continue
+        outcomes[t.number] = (outcome, reason or None)
+    with contextlib.suppress(Exception):  # the study's results are stored; this is tidying
+        ended = tracker.close_stale_trials(parent, outcomes)
+        if ended:
+            print(f"ended the MLflow runs left RUNNING of trial(s) {ended}", file=sys.stderr)
 
 
 def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:

@@ -282,6 +282,30 @@ class Tracker:
         self.set_tags(run_id, tags)
         self.client.set_terminated(run_id, status=TRIAL_STATUS[outcome])
 
+    def close_stale_trials(
+        self, parent_run_id: str, outcomes: Mapping[int, tuple[str, str]]
+    ) -> list[int]:
+        """End the parent's trial runs still RUNNING whose trial has ended.
+
+        `outcomes` maps a trial number to (outcome, reason) for every ended trial. A worker
+        records its trial's outcome in MLflow itself; this sweep, run once the workers have
+        stopped, ends the runs a worker could not (e.g. a store write that failed under lock
+        contention during Ctrl-C). Returns the trial numbers whose runs it ended.
+        """
+        stale = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+        )
+        ended = []
+        for run in stale:
+            number = run.data.tags.get("trial")
+            if number is None or int(number) not in outcomes:
+                continue  # still running (e.g. on another machine), or not a trial run
+            outcome, reason = outcomes[int(number)]
+            self.end_trial(run.info.run_id, outcome, reason)
+            ended.append(int(number))
+        return sorted(ended)
+
     # -- helpers -------------------------------------------------------------------------
 
     def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:

@@ -698,7 +698,11 @@ def _sigint_ignored() -> Iterator[None]:
 
 def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any, str]:
     """(variant, typed params, MLflow run id) of an asked trial: its config suggested and
-    stored, its retry history noted, its nested MLflow run started."""
+    stored, its retry history noted, its nested MLflow run started.
+
+    Call it under `_sigint_deferred()` and assign the result inside that block: a Ctrl-C in
+    between would leave an MLflow run that nobody knows to end, RUNNING forever.
+    """
     frozen = ctx.storage.get_trial(_trial_id(ctx.study, ctx.storage, trial.number))
     history = frozen.system_attrs.get("retry_history") or []
     failed_from = history[-1] if history else None
@@ -767,7 +771,8 @@ def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
     run_id: str | None = None
     try:
         with _heartbeat(ctx.study, ctx.storage, trial):
-            variant, typed, run_id = open_trial(ctx, trial)
+            with _sigint_deferred():
+                variant, typed, run_id = open_trial(ctx, trial)
             values = _train(ctx, trial, run_id, variant, typed)
             return close_trial(ctx, trial, run_id, TrialState.COMPLETE, values=values)
     except _Stop as stop:

@@ -98,3 +98,21 @@ def test_unusable_store_is_a_tracking_error_naming_the_uri(tmp_path):
     uri = f"sqlite:///{tmp_path}/a-file/mlflow.db"  # parent is a file: cannot be created
     with pytest.raises(tracking.TrackingError, match="cannot use MLflow tracking URI"):
         tracking.connect(uri)
+
+
+def test_close_stale_trials_ends_only_runs_of_ended_trials(tracker):
+    parent = tracker.start_study("s3", tags={}, params={})
+    other = tracker.start_study("s4", tags={}, params={})
+    left = tracker.start_trial(parent, study_name="s3", number=0, params={})
+    live = tracker.start_trial(parent, study_name="s3", number=1, params={})
+    done = tracker.start_trial(parent, study_name="s3", number=2, params={})
+    tracker.end_trial(done, "COMPLETE")
+    foreign = tracker.start_trial(other, study_name="s4", number=0, params={})
+    outcomes = {0: ("INTERRUPTED", "interrupted"), 2: ("FAIL", "late")}
+    assert tracker.close_stale_trials(parent, outcomes) == [0]
+    status = {rid: tracker.client.get_run(rid) for rid in (left, live, done, foreign)}
+    assert status[left].info.status == "KILLED"
+    assert status[left].data.tags["state"] == "INTERRUPTED"
+    assert status[live].info.status == "RUNNING"  # its trial has not ended
+    assert status[done].info.status == "FINISHED"  # already ended: untouched
+    assert status[foreign].info.status == "RUNNING"  # another study's run
