@@ -199,3 +199,17 @@ def test_auto_population_fits_on_the_gpu(mnist_small):
     result = pop.train_epoch()
     assert result.g_losses.shape[0] == size
     assert torch.cuda.max_memory_allocated(gpu) - base <= free
+
+
+def test_two_worker_processes_each_train_a_population(env):
+    """The launcher hands --population to its worker processes; the budget holds across them."""
+    argv = ["--space", "gan", "--trials", "4", "--epochs", "1", "--workers", "2"]
+    assert study_cli.main([*argv, "--population", "2", *env["args"]]) == 0
+    study = _study(env, "gan-ring8-wasserstein")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    runs = _runs(env, study)
+    assert sorted(runs) == [0, 1, 2, 3]
+    for t in study.trials:
+        assert runs[t.number].info.status == "FINISHED"
+        assert runs[t.number].data.metrics["w1"] == pytest.approx(t.value)
+        assert t.user_attrs["worker"] != worker.worker_id()  # trained in a worker process
