@@ -336,14 +336,20 @@ def expected_best_plot(
     ylabel: str = "best objective",
     title: str | None = None,
     log_x: bool = True,
+    log_y: bool = False,
 ) -> Path:
     """Expected best score after n trials, one line per search (e.g. per variant), with bands.
 
     The band is whatever each `ExpectedBest` carries ('order': spread over trial orders;
     'bootstrap': CI of the curve); the legend says which and how many trials it rests on.
+    `log_y` keeps a few far-off values (a diverging configuration) from flattening the rest.
     """
     if not curves:
         raise ValueError("expected_best_plot needs at least one curve.")
+    if log_y and any(
+        isinstance(c, ExpectedBest) and np.nanmin(c.low) <= 0 for c in curves.values()
+    ):
+        raise ValueError("log_y needs positive values; plot with log_y=False.")
     fig = _new_figure(7.0, 4.5)
     ax = fig.subplots()
     colors = _label_colors(list(curves))
@@ -365,8 +371,10 @@ def expected_best_plot(
         ax.fill_between(curve.n, curve.low, curve.high, color=color, alpha=0.18, linewidth=0)
     if log_x:
         ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel("number of trials n")
-    ax.set_ylabel(f"{ylabel} after n trials")
+    ax.set_ylabel(f"{ylabel} after n trials" + (" (log scale)" if log_y else ""))
     if title is None:
         title = "Expected best after n trials"
         if shared:

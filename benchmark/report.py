@@ -992,23 +992,24 @@ def _expected_best(ctx: _Context) -> None:
     for trainable in data.trainables():
         values = [t.objective for t in data.complete(trainable)]
         curves[trainable] = stats.expected_best(values)
+    values = np.concatenate([[t.objective for t in data.complete(n)] for n in curves])
+    spread = bool(values.min() > 0 and values.max() / values.min() > 100)
     path = figures.expected_best_plot(
         curves,
         ctx.out / "expected_best.png",
         ylabel=data.label,
         log_x=max(len(c.n) for c in curves.values()) > 10,
+        log_y=spread,
     )
     doc.figure(
         path,
         f"Expected best {data.label} after n trials per trainable (exact order statistics of "
         "the complete trials; band: 95% range over random trial orders).",
     )
-    values = np.concatenate([[t.objective for t in data.complete(n)] for n in curves])
-    if values.min() > 0 and values.max() / values.min() > 100:
+    if spread:
         doc.note(
             f"Complete trials' {data.label} spans {values.min():.3g} to {values.max():.3g} (a "
-            "diverging configuration, most likely): the far-off values stretch the axis, so "
-            "read the small-n end of the curves from the table below."
+            "diverging configuration, most likely), so the figure's y axis is logarithmic."
         )
     n_common = min(c.n_trials for c in curves.values())
     header = ["trainable", "complete trials N", f"E[best {data.label}] after n={n_common}"]

@@ -102,6 +102,20 @@ def test_expected_best_plot(tmp_path, rng):
         figures.expected_best_plot({"gan": np.arange(3)}, tmp_path / "bad.png")
 
 
+def test_expected_best_plot_log_y_for_a_diverged_trial(tmp_path, rng):
+    values = np.append(rng.uniform(1.0, 2.0, size=15), 5e4)  # one diverging configuration
+    curves = {"realmix": stats.expected_best(values)}
+    linear = _read_png(figures.expected_best_plot(curves, tmp_path / "lin.png"))
+    log = _read_png(figures.expected_best_plot(curves, tmp_path / "log.png", log_y=True))
+    assert _not_blank(log) and not np.array_equal(linear, log)
+    with pytest.raises(ValueError, match="log_y needs positive values"):
+        figures.expected_best_plot(
+            {"gan": stats.expected_best(np.array([0.0, 1.0, 2.0]))},
+            tmp_path / "bad.png",
+            log_y=True,
+        )
+
+
 def test_effects_plot_from_factorial_effects(tmp_path, rng):
     rows = [
         {"A": a, "B": b, "w1": 10 - 5 * a + rng.normal()}
