@@ -206,15 +206,14 @@ class _PopulationRunner:
 
     def run(self) -> int:
         ctx = self.ctx
-        exhausted = False
         try:
             while True:
-                if not exhausted:
-                    exhausted = self._fill()
+                # Empty slots are offered to the study every epoch: a trial re-queued after
+                # another worker died is taken as soon as a slot is free.
+                exhausted = self._fill()
                 if not self.live():
                     if exhausted and _wait_for_running(ctx.study, ctx.storage, ctx.spec):
-                        exhausted = False  # a silent worker's trial was re-queued: take it
-                        continue
+                        continue  # a silent worker's trial was re-queued: take it
                     return 0
                 assert self.population is not None
                 set_active(self.population, [self._slot_of(i) is not None for i in self._all()])
