@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,13 +32,13 @@ from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, refill
 from benchmark.worker import (
     MAX_CONSECUTIVE_FAILURES,
+    Heartbeats,
     WorkerContext,
     _judge,
     _sigint_deferred,
     _Stop,
     _trial_id,
     _wait_for_running,
-    acquire_trial,
     close_trial,
     intermediate_metric,
     interrupt_trial,
@@ -47,6 +46,7 @@ from benchmark.worker import (
     objective_values,
     open_trial,
     record_seed,
+    take_trial,
 )
 
 __all__ = [
@@ -81,49 +81,6 @@ class _Slot:
     runs: list[MemberRun]
     step: int = 0
     summaries: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Heartbeats:
-    """RDB heartbeats of every live trial of this worker from one thread (no-op for other
-    storages), so a worker that dies has all its trials failed and re-queued."""
-
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
-        self.interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        self.ids: set[int] = set()
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.thread: threading.Thread | None = None
-        if self.interval is not None:
-            self.thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
-            self.thread.start()
-
-    def _beat(self, trial_id: int) -> None:
-        with contextlib.suppress(Exception):
-            self.storage.record_heartbeat(trial_id)
-
-    def _run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            with self.lock:
-                ids = list(self.ids)
-            for trial_id in ids:
-                self._beat(trial_id)
-
-    def add(self, trial_id: int) -> None:
-        if self.interval is None:
-            return
-        self._beat(trial_id)
-        with self.lock:
-            self.ids.add(trial_id)
-
-    def remove(self, trial_id: int) -> None:
-        with self.lock:
-            self.ids.discard(trial_id)
-
-    def close(self) -> None:
-        self.stopped.set()
-        if self.thread is not None:
-            self.thread.join()
 
 
 def set_active(population: Trainable, active: list[bool]) -> None:
@@ -199,7 +156,7 @@ class _PopulationRunner:
         self.seeds = ctx.settings.seed_list()
         self.slots: list[_Slot | None] = [None] * ctx.spec.population
         self.population: Trainable | None = None
-        self.beats = _Heartbeats(ctx.storage)
+        self.beats = Heartbeats(ctx.storage)
 
     def live(self) -> list[_Slot]:
         return [s for s in self.slots if s is not None]
@@ -246,12 +203,11 @@ class _PopulationRunner:
         for k in range(len(self.slots)):
             if self.slots[k] is not None:
                 continue
-            opened = self._open()
+            opened = self._open(k)
             if opened is None:
                 exhausted = True
                 break
             slot, typed = opened
-            slot.index = [k * len(self.seeds) + j for j in range(len(self.seeds))]
             self.slots[k] = slot
             pending.append((k, typed))
         if self.population is None and pending:
@@ -272,20 +228,14 @@ class _PopulationRunner:
                     refill(self.population, member, typed, seed)
         return exhausted
 
-    def _open(self) -> tuple[_Slot, Any] | None:
-        """The next trial, opened (config suggested, MLflow run started), or None when the
-        budget is used up. A trial that fails to open is recorded FAIL and the next taken."""
+    def _open(self, k: int) -> tuple[_Slot, Any] | None:
+        """The next trial for slot `k`, opened (config suggested, MLflow run started), or None
+        when the budget is used up. A trial that fails to open is recorded FAIL and the next
+        is taken."""
         ctx = self.ctx
         failures = 0
         while True:
-            trial = None
-            try:
-                with _sigint_deferred():  # never leave a half-asked trial or a stray ticket
-                    trial = acquire_trial(ctx.study, ctx.spec, ctx.space)
-            except KeyboardInterrupt:
-                if trial is not None:
-                    interrupt_trial(ctx, trial, None)
-                raise
+            trial = take_trial(ctx)
             if trial is None:
                 return None
             run_id = None
@@ -314,7 +264,8 @@ class _PopulationRunner:
                 MemberRun(variant, typed, seed, ctx.settings, ctx.data.split_note)
                 for seed in self.seeds
             ]
-            return _Slot(trial, run_id, [], runs), typed
+            index = [k * len(self.seeds) + j for j in range(len(self.seeds))]
+            return _Slot(trial, run_id, index, runs), typed
 
     # -- one epoch's results ---------------------------------------------------------------
 

@@ -194,7 +194,7 @@ class MemberRun:
     @property
     def due(self) -> bool:
         """The epoch just trained is scored (every `eval_every`-th and the last)."""
-        return self.last or self.epoch % self.settings.eval_every == 0
+        return self.settings.scored(self.epoch)
 
     @property
     def exact(self) -> bool:

@@ -63,5 +63,9 @@ class Settings:
         """A copy with some fields changed (None values are ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def scored(self, epoch: int) -> bool:
+        """Whether `epoch` (1-based) is scored: every `eval_every`-th and the last."""
+        return epoch == self.epochs or epoch % self.eval_every == 0
+
     def seed_list(self) -> list[int]:
         return [self.base_seed + k for k in range(self.seeds)]

@@ -442,30 +442,61 @@ class _Stop(Exception):
         self.reason = reason
 
 
+class Heartbeats:
+    """RDB heartbeats of a worker's running trials, recorded from one thread (a no-op for
+    storages without heartbeats), so a worker that dies has its trials failed and re-queued
+    by whoever notices the stale heartbeat."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self.ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        if self.interval is not None:
+            self.thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+            self.thread.start()
+
+    def _beat(self, trial_id: int) -> None:
+        with contextlib.suppress(Exception):
+            self.storage.record_heartbeat(trial_id)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            with self.lock:
+                ids = list(self.ids)
+            for trial_id in ids:
+                self._beat(trial_id)
+
+    def add(self, trial_id: int) -> None:
+        """Beat for `trial_id` now and every interval until `remove`."""
+        if self.interval is None:
+            return
+        self._beat(trial_id)
+        with self.lock:
+            self.ids.add(trial_id)
+
+    def remove(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.discard(trial_id)
+
+    def close(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
 @contextlib.contextmanager
 def _heartbeat(study: optuna.Study, storage: Any, trial: optuna.Trial) -> Iterator[None]:
     """Record the RDB heartbeat of `trial` while it runs (no-op for other storages)."""
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if interval is None:
-        yield
-        return
-    trial_id = _trial_id(study, storage, trial.number)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)
-    thread.start()
+    beats = Heartbeats(storage)
     try:
+        if beats.interval is not None:
+            beats.add(_trial_id(study, storage, trial.number))
         yield
     finally:
-        stop.set()
-        thread.join()
+        beats.close()
 
 
 def _test_hang(trial: optuna.Trial) -> None:
@@ -765,6 +796,20 @@ def interrupt_trial(ctx: WorkerContext, trial: optuna.Trial, run_id: str | None)
             ctx.study.tell(trial, state=TrialState.FAIL)
 
 
+def take_trial(ctx: WorkerContext) -> optuna.Trial | None:
+    """`acquire_trial` with Ctrl-C held until it returns (never a half-asked trial or a stray
+    ticket); a trial asked just before Ctrl-C is recorded FAIL ('interrupted')."""
+    trial = None
+    try:
+        with _sigint_deferred():
+            trial = acquire_trial(ctx.study, ctx.spec, ctx.space)
+    except KeyboardInterrupt:
+        if trial is not None:
+            interrupt_trial(ctx, trial, None)
+        raise
+    return trial
+
+
 def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
     """Run one asked trial to its end and tell the study; KeyboardInterrupt is re-raised
     after the trial is recorded FAIL (reason 'interrupted') and its MLflow run KILLED."""
@@ -796,7 +841,7 @@ def load_worker_study(spec: WorkerSpec, storage: Any) -> optuna.Study:
     settings = Settings(**spec.settings)
     multi = spec.objective == "pareto"
     fixed = fixed_sampler_params(spec.space, spec.overrides)
-    n_scored = len([e for e in range(1, settings.epochs + 1) if _scored(e, settings)])
+    n_scored = len([e for e in range(1, settings.epochs + 1) if settings.scored(e)])
     # One trial path: seed after seed, one step per scored epoch of each. Population path:
     # a trial's seeds train side by side and report their mean once per scored epoch.
     steps = n_scored if spec.population != 1 else n_scored * settings.seeds
@@ -806,10 +851,6 @@ def load_worker_study(spec: WorkerSpec, storage: Any) -> optuna.Study:
         sampler=make_sampler(spec.sampler, multi_objective=multi, fixed=fixed),
         pruner=make_pruner(spec.pruner, steps=steps),
     )
-
-
-def _scored(epoch: int, settings: Any) -> bool:
-    return epoch == settings.epochs or epoch % settings.eval_every == 0
 
 
 def fixed_sampler_params(space_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -878,16 +919,7 @@ def run_worker(
         return run_population(ctx, on_trial_end=on_trial_end)
     failures = 0
     while True:
-        trial = None
-        try:
-            with _sigint_deferred():  # never leave a half-asked trial or a stray ticket
-                trial = acquire_trial(study, spec, ctx.space)
-        except KeyboardInterrupt:
-            if trial is not None:
-                with _sigint_ignored(), contextlib.suppress(Exception):
-                    trial.set_user_attr("reason", "interrupted")
-                    study.tell(trial, state=TrialState.FAIL)
-            raise
+        trial = take_trial(ctx)
         if trial is None:
             if _wait_for_running(study, storage, spec):
                 continue  # a silent worker's trial was re-queued: take it
