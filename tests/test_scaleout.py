@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _hang import hang_one_worker
 from _servers import (
     REQUIRE_ENV,
     URL_ENV,
@@ -43,7 +43,7 @@ from benchmark import launcher, tracking
 from benchmark import study as study_cli
 from benchmark import worker as worker_module
 from benchmark.tracking import Tracker
-from benchmark.worker import TEST_HANG_ENV, open_storage, storage_kind
+from benchmark.worker import open_storage, storage_kind
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -305,33 +305,6 @@ def runs_of(server: MlflowServer, study: str) -> tuple[list[dict], list[dict]]:
     runs = server.search_runs(server.experiment_id(tracking.EXPERIMENT), f"tags.study = '{study}'")
     parents = [r for r in runs if tags_of(r).get("kind") == "study"]
     return parents, [r for r in runs if tags_of(r).get("kind") == "trial"]
-
-
-@contextlib.contextmanager
-def hang_one_worker(folder: Path, monkeypatch) -> Any:
-    """The first worker to reach the test hang point is SIGKILLed there; yields what it said
-    (pid and trial number) once the block ends."""
-    folder.mkdir()
-    os.mkfifo(folder / "ready")
-    monkeypatch.setenv(TEST_HANG_ENV, str(folder))
-    said: dict[str, int] = {}
-
-    def kill() -> None:
-        with open(folder / "ready") as fifo:  # blocks until a worker is mid-trial
-            words = fifo.read().split()
-        if len(words) == 2:
-            said["pid"], said["trial"] = int(words[0]), int(words[1])
-            os.kill(said["pid"], signal.SIGKILL)
-
-    killer = threading.Thread(target=kill, daemon=True)
-    killer.start()
-    try:
-        yield said
-    finally:
-        if killer.is_alive():  # no worker hung: release the reader
-            with open(os.open(folder / "ready", os.O_WRONLY | os.O_NONBLOCK), "w"):
-                pass
-        killer.join(timeout=10)
 
 
 def test_three_workers_fill_one_study_in_postgres_and_the_mlflow_server_despite_a_kill(

@@ -26,8 +26,10 @@ from benchmark.trainables.gan import StandardGAN
 from benchmark.worker import TEST_HANG_ENV, FarBehindRule
 
 try:
+    from tests._hang import hang_one_worker
     from tests._mlflow import fresh_mlflow_uri
 except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _hang import hang_one_worker
     from _mlflow import fresh_mlflow_uri
 
 TINY = [
@@ -266,28 +268,8 @@ def test_far_behind_rule_against_its_closed_form():
 
 
 def test_two_workers_share_a_study_and_a_sigkilled_trial_is_retried(env, tmp_path, monkeypatch):
-    hang = tmp_path / "hang"
-    hang.mkdir()
-    os.mkfifo(hang / "ready")
-    monkeypatch.setenv(TEST_HANG_ENV, str(hang))
-    killed: dict[str, int] = {}
-
-    def kill_the_hung_worker() -> None:
-        with open(hang / "ready") as fifo:  # blocks until a worker is mid-trial
-            text = fifo.read().split()
-        if len(text) == 2:
-            killed["pid"], killed["trial"] = int(text[0]), int(text[1])
-            os.kill(killed["pid"], signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_the_hung_worker, daemon=True)
-    killer.start()
-    try:
+    with hang_one_worker(tmp_path / "hang", monkeypatch) as killed:
         code = study_cli.main(["--space", "gan", "--trials", "2", "--workers", "2", *env["args"]])
-    finally:
-        if killer.is_alive():  # no worker ever hung: release the reader
-            with open(os.open(hang / "ready", os.O_WRONLY | os.O_NONBLOCK), "w"):
-                pass
-        killer.join(timeout=10)
     assert code == 0
     assert "pid" in killed, "no worker reached the test hang point"
 
