@@ -467,15 +467,30 @@ def open_existing_storage(url: str) -> Any:
             "first (python -m benchmark.study --space ...) or pass the --storage it used"
         )
     try:
-        return open_storage(url, heartbeat=False)
+        return open_storage(url, heartbeat=False, writable=False)
     except StorageError as err:
         raise ReportError(str(err)) from None
 
 
 def _mlflow_client(uri: str | None) -> tuple[Any, str | None]:
-    """(MlflowClient, None) or (None, why it cannot be used); never creates a store."""
+    """(MlflowClient, None) or (None, why it cannot be used); never creates a store.
+
+    A tracking server or database is probed once with a short timeout first: MLflow's own
+    client would retry a dead one for minutes before the report could fall back.
+    """
+    from benchmark.tracking import PROBE_SECONDS, probe
+    from benchmark.urls import mask_url
+
     if not uri:
         return None, "the study records no MLflow tracking URI"
+    if ":***@" in uri:
+        return None, (
+            f"the study records its MLflow tracking URI with the password hidden ({uri}); "
+            "pass --tracking-uri with the password to read it"
+        )
+    problem = probe(uri, PROBE_SECONDS)
+    if problem is not None:
+        return None, f"MLflow tracking store {mask_url(uri)} is not reachable: {problem}"
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///") :])
         if not path.exists():
@@ -489,7 +504,7 @@ def _mlflow_client(uri: str | None) -> tuple[Any, str | None]:
         client.search_experiments(max_results=1)
     except Exception as err:  # sqlalchemy, OSError, MlflowException: all mean unusable
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        return None, f"MLflow store {uri} cannot be read: {first}"
+        return None, f"MLflow store {mask_url(uri)} cannot be read: {first}"
     return client, None
 
 
@@ -501,7 +516,7 @@ def load_study_data(name: str, storage_url: str, *, tracking_uri: str | None = N
     """
     import optuna
 
-    from benchmark.worker import mask_url
+    from benchmark.urls import mask_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_existing_storage(storage_url)
@@ -516,8 +531,9 @@ def load_study_data(name: str, storage_url: str, *, tracking_uri: str | None = N
     notes = []
     if problem:
         notes.append(
-            f"{problem}: per-seed loss variance, per-epoch curves and sample grids are missing; "
-            "pass --tracking-uri to the store the study logged to"
+            f"{problem}: falling back to the Optuna storage alone; per-seed loss variance, "
+            "per-epoch curves and sample grids are missing; pass --tracking-uri to the store "
+            "the study logged to"
         )
     data = StudyData(
         name=name,
@@ -525,7 +541,7 @@ def load_study_data(name: str, storage_url: str, *, tracking_uri: str | None = N
         directions=[d.name.lower() for d in study.directions],
         attrs=attrs,
         trials=[],
-        tracking_uri=uri,
+        tracking_uri=mask_url(uri),
         mlflow=client,
         notes=notes,
     )
@@ -1377,7 +1393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
     folder = Path(args.out) / args.study
-    md, page = build_report(data, folder)
+    try:
+        md, page = build_report(data, folder)
+    except OSError as err:
+        print(
+            f"{parser.prog}: error: cannot write the report to {str(folder)!r} "
+            f"({err.strerror or err}: {err.filename or folder}); pass --out a writable folder",
+            file=sys.stderr,
+        )
+        return 2
     print(f"{args.study}: {len(data.complete())} complete trial(s) of {len(data.trials)}")
     for note in dict.fromkeys(data.notes):
         print(f"note: {note}", file=sys.stderr)

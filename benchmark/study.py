@@ -10,7 +10,8 @@ Defaults work on a fresh machine: trials go to the journal file results/optuna.j
 directory (sqlite:///mlflow.db, so ``mlflow ui`` there shows the runs). Re-running with the
 same study name resumes the study: finished (complete or pruned) trials count toward
 --trials. The best trial (the Pareto front for --objective pareto) is printed at the end and
-written to results/studies/<study>/best.json.
+written to results/studies/<study>/best.json (other storages: see `study_folder`). A damaged
+journal file is refused before anything is written (--repair-journal keeps its readable part).
 
 One worker runs in this process; ``--workers N`` or ``--gpus`` start worker processes (see
 `benchmark.launcher`) that share the study. A dead worker's trial is failed and re-queued.
@@ -73,6 +74,8 @@ class StudyPlan:
     population: int = 1
     """Trials each worker trains at once as one population (0: auto)."""
     results_dir: Path = field(default_factory=lambda: RESULTS_DIR)
+    repair_journal: bool = False
+    """Repair a damaged journal file (keep its readable prefix) instead of refusing it."""
 
     @property
     def directions(self) -> list[str]:
@@ -116,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STORAGE,
         help="journal file (*.journal, *.log) or database URL (sqlite:///x.db, "
         "postgresql://user:pw@host/db)",
+    )
+    p.add_argument(
+        "--repair-journal",
+        action="store_true",
+        help="if the journal file is damaged (a torn or garbage line), keep its readable "
+        "prefix, move the original aside (next to it, *.damaged-<time>) and go on",
     )
     p.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<objective>")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (MLflow default)")
@@ -274,7 +283,7 @@ def _population(value: str, space: Any, space_name: str) -> int:
 
 def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Validate every option without touching any storage (raises on bad input)."""
-    from benchmark.worker import make_sampler, storage_kind
+    from benchmark.worker import is_in_memory_sqlite, make_sampler, storage_kind
     from studies import get_space
 
     space = get_space(args.space)
@@ -304,7 +313,18 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
             )
         settings = settings.replace(extra_metrics=True)
     overrides = _overrides(args.space, space, args.param)
-    storage_kind(args.storage)
+    if storage_kind(args.storage) == "rdb" and is_in_memory_sqlite(args.storage):
+        raise UsageError(
+            f"--storage {args.storage}: an in-memory SQLite database is private to one "
+            "connection, so worker processes (and this process's own worker) cannot share it, "
+            "and the study would be lost at exit; use a file, e.g. --storage "
+            "sqlite:///results/optuna.db, or the default journal results/optuna.journal"
+        )
+    if args.repair_journal and storage_kind(args.storage) != "journal":
+        raise UsageError(
+            f"--repair-journal repairs a journal file; --storage {_mask(args.storage)} is a "
+            "database"
+        )
     if args.sampler == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -333,6 +353,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         workers=args.workers or 1,
         timeout=args.timeout,
         population=population,
+        repair_journal=args.repair_journal,
     )
 
 
@@ -448,7 +469,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         study.set_user_attr("overrides", plan.overrides)
         study.set_user_attr("trial_steps", _trial_steps(plan.population))
     study.set_user_attr("mlflow_parent_run_id", parent)
-    study.set_user_attr("mlflow_tracking_uri", tracker.tracking_uri)
+    study.set_user_attr("mlflow_tracking_uri", _mask(tracker.tracking_uri))
     return study, parent, resumed
 
 
@@ -471,9 +492,51 @@ def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
 
 
 def _mask(url: str) -> str:
-    from benchmark.worker import mask_url
+    from benchmark.urls import mask_url
 
-    return mask_url(url)
+    return mask_url(url) or url
+
+
+def study_folder(plan: StudyPlan) -> Path:
+    """Where best.json and ask.lock of this study on this storage go.
+
+    results/studies/<study>/ for the default journal; results/studies/<study>@<storage-tag>/
+    for any other storage, so that studies of one name on two storages never share a file.
+    The tag is readable (kind and file or database name) plus a hash of where the storage
+    is (absolute path, or backend, host, port and database: never the password).
+    """
+    if _storage_identity(plan.storage) == _storage_identity(DEFAULT_STORAGE):
+        return plan.results_dir / plan.study_name
+    return plan.results_dir / f"{plan.study_name}@{storage_tag(plan.storage)}"
+
+
+def _storage_identity(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    if "://" not in url:
+        return f"journal:{Path(url).absolute()}"
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        database = str(Path(database).absolute())
+    return f"{parsed.get_backend_name()}://{parsed.host or ''}:{parsed.port or ''}/{database}"
+
+
+def storage_tag(url: str) -> str:
+    """A short folder-name tag for a storage, e.g. 'sqlite-optuna-3f2a9c1d'."""
+    import hashlib
+    import re
+
+    from sqlalchemy.engine import make_url
+
+    if "://" in url:
+        parsed = make_url(url)
+        kind = parsed.get_backend_name()
+        name = Path(parsed.database or "memory").stem
+    else:
+        kind, name = "journal", Path(url).stem
+    digest = hashlib.sha256(_storage_identity(url).encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{kind}-{name}") + f"-{digest}"
 
 
 # -- progress and the end report -------------------------------------------------------------
@@ -554,10 +617,12 @@ def _trial_entry(trial: Any, metric_names: Sequence[str]) -> dict[str, Any]:
 
 
 def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: str) -> Path:
-    """Write results/studies/<study>/best.json; returns its path."""
+    """Write best.json into `study_folder(plan)`; returns its path. It records the resolved
+    package versions and git commit (`environment`) beside the result."""
     from optuna.trial import TrialState
 
     from benchmark.artifacts import json_safe
+    from benchmark.tracking import environment_tags
     from benchmark.worker import OBJECTIVE_METRICS, budget_counts, mask_url
 
     trials = study.get_trials(deepcopy=False)
@@ -574,14 +639,15 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
         "metrics": list(names),
         "directions": plan.directions,
         "storage": mask_url(plan.storage),
-        "mlflow_tracking_uri": tracking_uri,
+        "mlflow_tracking_uri": mask_url(tracking_uri),
         "mlflow_parent_run_id": parent_run_id,
+        "environment": environment_tags(),
         "settings": dataclasses.asdict(plan.settings),
         "fixed_params": plan.overrides,
         "trials": {k: v for k, v in budget_counts(trials).items() if v},
         "best": [_trial_entry(t, names) for t in best],
     }
-    path = plan.results_dir / plan.study_name / "best.json"
+    path = study_folder(plan) / "best.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     return path
@@ -620,13 +686,16 @@ def run_plan(
     from benchmark.launcher import cpu_slots, gpu_slots, launch, recover_orphans, warm_up
     from benchmark.runner import load_data, resolve_device
     from benchmark.tracking import connect
-    from benchmark.worker import WorkerSpec, open_storage, run_worker
+    from benchmark.worker import WorkerSpec, open_storage, repair_journal, run_worker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(plan.storage)  # StorageError: bad or unreachable
+    if plan.repair_journal:
+        print(repair_journal(Path(plan.storage)), file=sys.stderr)
+    storage = open_storage(plan.storage)  # StorageError: bad, damaged or unreachable
     attrs = _existing_study_attrs(storage, plan.study_name)
     if attrs is not None and "space" in attrs:
         check_resume(plan, attrs)  # before anything is written
+    lock = _writable_study_folder(plan)  # UsageError: read-only results/
     in_process = plan.gpus is None and plan.workers == 1
     if not in_process:
         warm_up()
@@ -641,7 +710,6 @@ def run_plan(
         print(f"re-queued trial(s) {recovered} left running by a dead worker", file=sys.stderr)
     if prepare is not None:
         prepare(study)
-    lock = plan.results_dir / plan.study_name / "ask.lock"
     spec = WorkerSpec(
         study_name=plan.study_name,
         storage=str(Path(plan.storage).absolute()) if "://" not in plan.storage else plan.storage,
@@ -688,11 +756,33 @@ def run_plan(
             "interrupted: the running trial(s) were recorded as FAIL; re-run to resume",
             file=sys.stderr,
         )
+    shown = _mask(tracker.tracking_uri)
     if tracker.tracking_uri.startswith(("http://", "https://")):
-        print(f"MLflow: {tracker.tracking_uri} (the tracking server's UI)", file=sys.stderr)
+        print(f"MLflow: {shown} (the tracking server's UI)", file=sys.stderr)
     else:
-        print(f"MLflow: mlflow ui --backend-store-uri {tracker.tracking_uri}", file=sys.stderr)
+        print(f"MLflow: mlflow ui --backend-store-uri {shown}", file=sys.stderr)
     return code
+
+
+def _writable_study_folder(plan: StudyPlan) -> Path:
+    """The study's ask.lock, created now: a read-only results/ fails here (UsageError),
+    before the MLflow parent run or any trial exists."""
+    folder = study_folder(plan)
+    lock = folder / "ask.lock"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a"):
+            pass
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")  # best.json is written into this folder at the end
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(
+            f"cannot write to {str(folder)!r} ({err.strerror or err}), where the study keeps "
+            "its lock file and best.json; make it writable (chmod u+w) or run from another "
+            "folder"
+        ) from None
+    return lock
 
 
 def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:

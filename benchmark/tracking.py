@@ -13,6 +13,7 @@ stops answering and when it answers again.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from benchmark.urls import mask_url
+
 __all__ = [
     "EXPERIMENT",
     "TRIAL_STATUS",
@@ -34,6 +37,7 @@ __all__ = [
     "connect",
     "default_tracking_uri",
     "environment_tags",
+    "probe",
 ]
 
 EXPERIMENT = "mixbench"
@@ -326,47 +330,117 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
     Raises TrackingError naming the URI when the store cannot be opened.
     """
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     uri = tracking_uri or default_tracking_uri()
     _preflight(uri)
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            try:
-                experiment_id = client.create_experiment(experiment)
-            except MlflowException:
-                # another worker created it between our lookup and create
-                found = client.get_experiment_by_name(experiment)
-                if found is None:
-                    raise
-                experiment_id = found.experiment_id
-        else:
-            experiment_id = found.experiment_id
-    except Exception as err:  # sqlalchemy, OSError, MlflowException: all mean "unusable"
-        raise TrackingError(
-            f"cannot use MLflow tracking URI {uri!r}: {_first_line(err)}; pass a reachable "
-            "--tracking-uri (e.g. sqlite:///mlflow.db or http://host:5000)"
-        ) from err
+    if mask_url(uri) != uri:
+        # MLflow prints "View run ... at: <the URI>" on stdout whenever a run ends
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    for attempt in range(1, SCHEMA_RACE_RETRIES + 1):
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            experiment_id = _experiment_id(client, experiment)
+            break
+        except Exception as err:  # sqlalchemy, OSError, MlflowException: all mean "unusable"
+            if attempt < SCHEMA_RACE_RETRIES and _schema_race(err):
+                time.sleep(0.2 * attempt)  # another process is creating the tables: reopen
+                continue
+            raise TrackingError(
+                f"cannot use MLflow tracking URI {mask_url(uri)!r}: {_first_line(err)}; pass a "
+                "reachable --tracking-uri (e.g. sqlite:///mlflow.db or http://host:5000)"
+            ) from err
     if urlparse(uri).scheme in ("http", "https"):
-        client = _watch_server(uri, client)
+        client = _watch_server(mask_url(uri) or uri, client)
     return Tracker(client=client, tracking_uri=uri, experiment_id=experiment_id)
 
 
-def _preflight(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast on an unreachable tracking server (MLflow itself retries for minutes)."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        return
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+SCHEMA_RACE_RETRIES = 8
+"""Attempts at opening a database tracking store whose tables another process is creating."""
+_RACE_MARKERS = ("already exists", "duplicate key", "database is locked", "alembic_version")
+
+
+def _schema_race(err: BaseException) -> bool:
+    """Whether `err` is MLflow's schema-creation race: two processes found an empty database
+    and both created its tables (e.g. 'table tags already exists'); the loser can reopen."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if any(m in str(seen).lower() for m in _RACE_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _experiment_id(client: Any, experiment: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
     try:
-        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
-    except OSError as err:
-        raise TrackingError(
-            f"cannot reach MLflow tracking server {uri!r}: {err}; start it (mlflow server) "
-            "or pass another --tracking-uri (e.g. sqlite:///mlflow.db)"
-        ) from None
+        return client.create_experiment(experiment)
+    except MlflowException:
+        # another worker created it between our lookup and create
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+PROBE_SECONDS = 5.0
+"""How long the start-up probe of a tracking server or database waits for an answer."""
+_DB_PORTS = {"postgresql": 5432, "postgres": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}
+
+
+def probe(uri: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """None when the tracking store at `uri` answers within `timeout` seconds, else why not.
+
+    An http(s) server must answer an HTTP request (any status: a proxy asking for a login is
+    alive); a database server must accept a TCP connection. File stores are not probed.
+    MLflow's own client retries such stores for minutes before it gives up.
+    """
+    import urllib.error
+    import urllib.request
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+", 1)[0].lower()
+    if scheme in ("http", "https") and parsed.hostname:
+        netloc = parsed.hostname if ":" not in parsed.hostname else f"[{parsed.hostname}]"
+        if parsed.port:
+            netloc += f":{parsed.port}"
+        try:
+            urllib.request.urlopen(f"{scheme}://{netloc}/health", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return None  # it answered
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            return f"no answer in {timeout:g} s ({reason})"
+        return None
+    if scheme in _DB_PORTS and parsed.hostname:
+        try:
+            port = parsed.port or _DB_PORTS[scheme]
+        except ValueError:
+            return "the port is not a number"
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        except OSError as err:
+            return f"no connection in {timeout:g} s ({err})"
+    return None
+
+
+def _preflight(uri: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail fast on an unreachable tracking server or database (MLflow itself retries for
+    minutes: about 4 for a tracking server, about 2 for PostgreSQL)."""
+    problem = probe(uri, timeout)
+    if problem is None:
+        return
+    if urlparse(uri).scheme in ("http", "https"):
+        what, fix = "MLflow tracking server", "start it (mlflow server)"
+    else:
+        what, fix = "MLflow tracking database", "start the database server"
+    raise TrackingError(
+        f"cannot reach {what} {mask_url(uri)!r}: {problem}; {fix} or pass another "
+        "--tracking-uri (e.g. sqlite:///mlflow.db)"
+    )
 
 
 def _first_line(err: BaseException) -> str:

@@ -35,6 +35,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmark.urls import mask_url
+
 __all__ = [
     "FINISHED_STATES",
     "INTERMEDIATE_METRIC",
@@ -43,13 +45,16 @@ __all__ = [
     "WorkerSpec",
     "acquire_trial",
     "budget_counts",
+    "check_journal",
     "fail_and_retry",
+    "is_in_memory_sqlite",
     "main",
     "make_pruner",
     "make_sampler",
     "mask_url",
     "open_storage",
     "process_main",
+    "repair_journal",
     "room_left",
     "run_worker",
     "storage_kind",
@@ -98,43 +103,144 @@ class StorageError(ValueError):
 
 
 def storage_kind(url: str) -> str:
-    """'journal' for a journal file path, 'rdb' for a database URL; StorageError otherwise."""
+    """'journal' for a journal file path, 'rdb' for a database URL; StorageError otherwise
+    (also for a database URL that does not parse, e.g. a port that is not a number)."""
     if "://" in url:
         scheme = url.split("://", 1)[0].split("+", 1)[0].lower()
-        if scheme in RDB_SCHEMES:
-            return "rdb"
-        raise StorageError(_storage_help(url, f"unsupported scheme {scheme!r}"))
+        if scheme not in RDB_SCHEMES:
+            raise StorageError(_storage_help(url, f"unsupported scheme {scheme!r}"))
+        _parse_db_url(url)
+        return "rdb"
     if url.endswith(JOURNAL_SUFFIXES):
         return "journal"
     raise StorageError(_storage_help(url, "neither a database URL nor a journal file"))
 
 
+def _parse_db_url(url: str) -> Any:
+    """sqlalchemy's URL object for `url`; StorageError naming the problem (password hidden)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - a port that is not a number fails here or above
+    except (ArgumentError, ValueError) as err:
+        why = str(err).replace(url, mask_url(url) or "")
+        if "port" in why.lower() or "invalid literal for int" in why:
+            why = "the port is not a number"
+        raise StorageError(_storage_help(mask_url(url) or "", why)) from None
+    return parsed
+
+
+def is_in_memory_sqlite(url: str) -> bool:
+    """Whether `url` is an in-memory SQLite database (sqlite://, sqlite:///:memory:)."""
+    if not url.lower().startswith("sqlite"):
+        return False
+    database = _parse_db_url(url).database
+    return database in (None, "", ":memory:") or "mode=memory" in url
+
+
 def _storage_help(url: str, why: str) -> str:
     return (
-        f"invalid --storage {url!r}: {why}; use a journal file path ending in .journal or "
-        ".log (e.g. results/optuna.journal, shared safely by local workers) or a database URL "
-        "(sqlite:///results/optuna.db, postgresql://user:password@host:5432/db)"
+        f"invalid --storage {mask_url(url)!r}: {why}; use a journal file path ending in "
+        ".journal or .log (e.g. results/optuna.journal, shared safely by local workers) or a "
+        "database URL (sqlite:///results/optuna.db, postgresql://user:password@host:5432/db)"
     )
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    if "://" not in url:
-        return url
+OUTPUT_ROOT = Path("results")
+"""MixBench's output folder (relative to the working directory): created when missing, with
+any sub-folder a storage path names inside it. Folders elsewhere must exist already."""
+
+
+def _storage_folder(url: str, path: Path) -> None:
+    """Create the folder of a storage file when it lies inside results/; StorageError when a
+    folder elsewhere is missing (a mistyped path must not start a new, empty study)."""
+    folder = path.parent
+    if folder.exists():
+        return
+    root = OUTPUT_ROOT.absolute()
+    target = folder.absolute()
+    if target == root or root in target.parents:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results/
+        except OSError as err:
+            raise StorageError(f"cannot create folder {str(folder)!r}: {err}") from None
+        return
+    raise StorageError(
+        f"folder {str(folder)!r} of --storage {mask_url(url)!r} does not exist; create it "
+        f"first (mkdir -p {folder}) or fix the path. MixBench creates folders only inside "
+        f"{OUTPUT_ROOT}/, so that a mistyped path cannot start a new, empty study elsewhere"
+    )
+
+
+def check_journal(path: Path, *, writable: bool = True) -> None:
+    """StorageError when the journal file is damaged (see benchmark.journal) or, if
+    `writable`, when its lock cannot be taken (e.g. a read-only folder). The check runs under
+    Optuna's own journal lock, so it never sees another process's append half done."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    from benchmark.journal import find_damage
+
+    lock = JournalFileSymlinkLock(str(path)) if writable else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except OSError as err:
+            raise StorageError(
+                f"cannot write to journal file {str(path)!r}: its lock file "
+                f"{str(path)!r}.lock cannot be created ({err.strerror or err}); make "
+                f"{str(path.parent)!r} writable, or pass --storage a journal in a writable "
+                "folder"
+            ) from None
     try:
-        from sqlalchemy.engine import make_url
+        damage = find_damage(path)
+    finally:
+        if lock is not None:
+            with contextlib.suppress(Exception):
+                lock.release()
+    if damage is not None:
+        raise StorageError(damage.message())
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("://", 1)[0] + "://***"
+
+def repair_journal(path: Path) -> str:
+    """Repair a damaged journal (benchmark.journal.repair) under its lock; what was done."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    from benchmark.journal import repair
+
+    lock = JournalFileSymlinkLock(str(path))
+    try:
+        lock.acquire()
+    except OSError as err:
+        raise StorageError(f"cannot repair journal file {str(path)!r}: {err}") from None
+    try:
+        done = repair(path)
+    except OSError as err:
+        raise StorageError(f"cannot repair journal file {str(path)!r}: {err}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            lock.release()
+    if done is None:
+        return f"journal file {str(path)!r} has no damage; nothing to repair"
+    damage, aside = done
+    return (
+        f"repaired journal file {str(path)!r}: kept its first {damage.line - 1} line(s) "
+        f"({damage.offset} bytes); dropped {damage.size - damage.offset} bytes from line "
+        f"{damage.line} on ({damage.why}); the original is at {str(aside)!r}"
+    )
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, heartbeat: bool = True, writable: bool = True
+) -> optuna.storages.BaseStorage:
     """An Optuna storage for `url`: JournalStorage over a journal file, or RDBStorage.
 
     RDB storages get Optuna's heartbeat and `RetryHeartbeatStaleTrialCallback` (Optuna >= 4.9's
     name for RetryFailedTrialCallback), so a trial whose worker vanished is failed and retried
-    by whichever worker next asks for a trial. Raises StorageError naming the URL and the fix.
+    by whichever worker next asks for a trial. A journal file is checked for damage first
+    (before anything can be appended to it). Raises StorageError naming the URL and the fix.
+    `writable=False` (reports) only reads: no folder is created, no lock taken.
     """
     kind = storage_kind(url)
     if kind == "journal":
@@ -142,23 +248,20 @@ def open_storage(url: str, *, heartbeat: bool = True) -> optuna.storages.BaseSto
 
         path = Path(url)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no results/
             if path.is_dir():
                 raise IsADirectoryError(f"{path} is a directory")
+            if writable:
+                _storage_folder(url, path)
+            if path.exists():
+                check_journal(path, writable=writable)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise StorageError(f"cannot open journal file {url!r}: {err}") from None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError as err:
-        raise StorageError(_storage_help(url, str(err))) from None
+    parsed = _parse_db_url(url)
     engine_kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        with contextlib.suppress(OSError):  # an unusable folder fails below, naming the URL
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    in_memory = parsed.database in (None, "", ":memory:")
+    if parsed.get_backend_name() == "sqlite" and not in_memory and writable:
+        _storage_folder(url, Path(parsed.database))
     if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     kwargs: dict[str, Any] = {}
