@@ -2,10 +2,10 @@
 
 Optuna's JournalFileBackend (Optuna 5, optuna/storages/journal/_file.py) stores one JSON
 object per line, each ending in a newline, each an operation with an integer ``op_code``
-(JournalOperation in optuna/storages/journal/_storage.py). On reading it silently skips a bad *last* line
-(a torn write, garbage) and raises on a bad line followed by more lines. An append after a
-skipped bad line therefore makes the whole file unreadable from then on, so MixBench checks
-the file before it opens it for writing.
+(JournalOperation in optuna/storages/journal/_storage.py). On reading it silently skips a
+bad *last* line (a torn write, garbage) and raises on a bad line followed by more lines. An
+append after a skipped bad line therefore makes the whole file unreadable from then on, so
+MixBench checks the file before it opens it for writing.
 """
 
 from __future__ import annotations

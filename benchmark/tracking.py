@@ -12,6 +12,7 @@ stops answering and when it answers again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -338,8 +339,9 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     for attempt in range(1, SCHEMA_RACE_RETRIES + 1):
         try:
-            client = MlflowClient(tracking_uri=uri)
-            experiment_id = _experiment_id(client, experiment)
+            with _creation_lock(uri):
+                client = MlflowClient(tracking_uri=uri)
+                experiment_id = _experiment_id(client, experiment)
             break
         except Exception as err:  # sqlalchemy, OSError, MlflowException: all mean "unusable"
             if attempt < SCHEMA_RACE_RETRIES and _schema_race(err):
@@ -356,7 +358,40 @@ def connect(tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> Tr
 
 SCHEMA_RACE_RETRIES = 8
 """Attempts at opening a database tracking store whose tables another process is creating."""
-_RACE_MARKERS = ("already exists", "duplicate key", "database is locked", "alembic_version")
+_RACE_MARKERS = (
+    "already exists",
+    "duplicate key",
+    "duplicate column",
+    "database is locked",
+    "alembic_version",
+)
+
+
+@contextlib.contextmanager
+def _creation_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store: an exclusive lock (a hidden file beside the database) while MLflow
+    opens it, so that processes starting together on one machine never run MLflow's schema
+    creation and migrations at once: on SQLite two of them can leave a half-migrated schema
+    that no retry repairs. Other stores: nothing (the retry in `connect` covers them)."""
+    import fcntl
+
+    parsed = urlparse(uri)
+    path = parsed.path[1:] if parsed.scheme == "sqlite" and parsed.path not in ("", "/") else ""
+    if not path or path == ":memory:":
+        yield
+        return
+    db = Path(path)
+    try:
+        handle = open(db.with_name(f".{db.name}.lock"), "a")  # noqa: SIM115 - held below
+    except OSError:
+        yield  # e.g. no such folder: MLflow's own error names the problem
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _schema_race(err: BaseException) -> bool:
@@ -412,8 +447,7 @@ def probe(uri: str, timeout: float = PROBE_SECONDS) -> str | None:
         except urllib.error.HTTPError:
             return None  # it answered
         except (OSError, ValueError) as err:
-            reason = getattr(err, "reason", err)
-            return f"no answer in {timeout:g} s ({reason})"
+            return _why(getattr(err, "reason", err), timeout)
         return None
     if scheme in _DB_PORTS and parsed.hostname:
         try:
@@ -423,8 +457,14 @@ def probe(uri: str, timeout: float = PROBE_SECONDS) -> str | None:
         try:
             socket.create_connection((parsed.hostname, port), timeout=timeout).close()
         except OSError as err:
-            return f"no connection in {timeout:g} s ({err})"
+            return _why(err, timeout)
     return None
+
+
+def _why(err: object, timeout: float) -> str:
+    if isinstance(err, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return f"no connection ({err})"
 
 
 def _preflight(uri: str, timeout: float = PROBE_SECONDS) -> None:
