@@ -479,7 +479,7 @@ def _mlflow_client(uri: str | None) -> tuple[Any, str | None]:
     client would retry a dead one for minutes before the report could fall back.
     """
     from benchmark.tracking import PROBE_SECONDS, probe
-    from benchmark.urls import mask_url
+    from benchmark.urls import mask_text, mask_url
 
     if not uri:
         return None, "the study records no MLflow tracking URI"
@@ -504,7 +504,7 @@ def _mlflow_client(uri: str | None) -> tuple[Any, str | None]:
         client.search_experiments(max_results=1)
     except Exception as err:  # sqlalchemy, OSError, MlflowException: all mean unusable
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        return None, f"MLflow store {mask_url(uri)} cannot be read: {first}"
+        return None, f"MLflow store {mask_url(uri)} cannot be read: {mask_text(first)}"
     return client, None
 
 

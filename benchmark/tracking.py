@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from benchmark.urls import mask_url
+from benchmark.urls import mask_text, mask_url
 
 __all__ = [
     "EXPERIMENT",
@@ -485,4 +485,4 @@ def _preflight(uri: str, timeout: float = PROBE_SECONDS) -> None:
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    return mask_text(text[0]) if text else type(err).__name__

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode
 
-__all__ = ["mask_url"]
+__all__ = ["mask_text", "mask_url"]
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
 
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "token", "access_token", "secret")
 
@@ -39,3 +42,9 @@ def mask_url(url: str | None) -> str | None:
             query = urlencode(masked, safe="*/:")
         tail = f"{path}?{query}{fragment}"
     return f"{scheme}://{netloc}{tail}"
+
+
+def mask_text(text: str) -> str:
+    """`text` (e.g. an exception message quoting a URL) with every user:password@ in a URL
+    replaced by user:***@."""
+    return _USERINFO.sub(r"\1:***@", text)

@@ -35,7 +35,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmark.urls import mask_url
+from benchmark.urls import mask_text, mask_url
 
 __all__ = [
     "FINISHED_STATES",
@@ -929,8 +929,8 @@ def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
         interrupt_trial(ctx, trial, run_id)
         raise
     except Exception as err:
-        reason = f"{type(err).__name__}: {err}"
-        ctx.log(f"trial {trial.number} failed: {reason}\n{traceback.format_exc()}")
+        reason = mask_text(f"{type(err).__name__}: {err}")  # MLflow's errors quote its URL
+        ctx.log(f"trial {trial.number} failed: {reason}\n{mask_text(traceback.format_exc())}")
         return close_trial(ctx, trial, run_id, TrialState.FAIL, reason=reason)
 
 

@@ -197,6 +197,26 @@ def test_tracking_uri_password_is_masked_everywhere(http_server, here, capsys):
     assert _files_with(server_folder, SECRET) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://mix:pw1@db:5432/optuna", "postgresql+psycopg://mix:***@db:5432/optuna"),
+        ("http://user:pw1@host:5000", "http://user:***@host:5000"),
+        ("https://tokenpw1@host/mlflow", "https://***@host/mlflow"),
+        ("postgresql://u@h/db?sslmode=require&password=pw1", "postgresql://u@h/db?sslmode=require&password=***"),
+        ("sqlite:////abs/optuna.db", "sqlite:////abs/optuna.db"),
+        ("results/optuna.journal", "results/optuna.journal"),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_every_password_and_keeps_the_rest(url, shown):
+    from benchmark.urls import mask_text, mask_url
+
+    assert mask_url(url) == shown
+    if ":pw1@" in url:
+        message = f"API request to {url}/api/2.0 failed"
+        assert mask_text(message) == f"API request to {shown}/api/2.0 failed"
+
+
 def test_postgres_tracking_uri_on_a_closed_port_fails_fast_and_masked():
     uri = f"postgresql+psycopg://mix:{SECRET}@127.0.0.1:{free_port()}/mlflow"
     start = time.monotonic()
