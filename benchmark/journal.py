@@ -43,7 +43,8 @@ class JournalDamage:
             f"journal file {str(self.path)!r} is damaged at byte {self.offset} of {self.size} "
             f"(line {self.line}: {self.why}); nothing was written to it. Optuna would skip "
             "this line and later writes would make the whole journal unreadable. To recover, "
-            f"re-run with --repair-journal: it keeps the {kept} readable line(s) before byte "
+            "re-run the study command (python -m benchmark.study ...) with --repair-journal: "
+            f"it keeps the {kept} readable line(s) before byte "
             f"{self.offset} and moves the original aside (next to it, *.damaged-<time>); or "
             "restore the file from a backup"
         )
