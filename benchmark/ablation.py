@@ -220,7 +220,7 @@ def effects_table(
     """Effects of the design's factors on `response` (lower is better), with verdicts.
 
     Two-level factors: `stats.factorial_effects` (main effects and two-way interactions, a
-    contrast of cell means with a stratified bootstrap CI, Welch or aligned Mann-Whitney test,
+    contrast of cell means with a Welch-Satterthwaite t CI, Welch or aligned Mann-Whitney test,
     Holm over the effects, noise floor 2 x the pooled within-cell sd). One factor with more
     levels: each level against the first (the baseline) with `stats.compare`, Holm over the
     comparisons, the same noise floor and `stats.verdict`. Columns: effect, kind, estimate,
@@ -299,7 +299,7 @@ def _one_factor(
 
 
 def cell_rows(runs: pd.DataFrame, design: designs.AblationSpace) -> list[dict[str, Any]]:
-    """Per cell and response: mean with a 95% bootstrap CI over seeds (and n)."""
+    """Per cell and response: mean with a 95% Student-t CI over seeds (and n)."""
     from benchmark import stats
 
     names = [f.name for f in design.factors]
@@ -312,7 +312,7 @@ def cell_rows(runs: pd.DataFrame, design: designs.AblationSpace) -> list[dict[st
             values = runs.loc[mask, response].dropna().to_numpy(float)
             row: dict[str, Any] = {**levels, "response": response, "n": int(values.size)}
             if values.size:
-                ci = stats.bootstrap_ci(values)
+                ci = stats.t_ci(values)
                 row.update(mean=ci.estimate, ci_low=ci.low, ci_high=ci.high)
             else:
                 row.update(mean=math.nan, ci_low=math.nan, ci_high=math.nan)
@@ -388,7 +388,7 @@ def write_ablation_report(
         doc.note(note)
     doc.paragraph(
         "Lower is better for every response, so a negative effect helps. A verdict is 'helps' "
-        "or 'hurts' only when the Holm-corrected p < 0.05, the 95% bootstrap CI excludes 0 "
+        "or 'hurts' only when the Holm-corrected p < 0.05, the 95% t CI excludes 0 "
         "and |effect| exceeds the noise floor (2 x the pooled seed-to-seed sd within cells); "
         "anything else is inconclusive. Holm corrects within each response's family."
     )
@@ -408,7 +408,7 @@ def write_ablation_report(
             c = next(c for c in mine if c["response"] == response)
             row.append(_ci_text(c, stats, format_ci))
         table.append(row)
-    doc.table(header, table, caption="Mean over seeds with a 95% bootstrap CI (n = seeds).")
+    doc.table(header, table, caption="Mean over seeds with a 95% Student-t CI (n = seeds).")
     doc.bullets([f"`{r}`: {metric_label(r)}" for r in responses])
 
     effects: list[pd.DataFrame] = []
@@ -442,7 +442,7 @@ def write_ablation_report(
         path = figures.effects_plot(
             frame,
             folder / f"effects_{response}.png",
-            title=f"{design.TRAINABLE}: effects on {short_name(response)} (95% bootstrap CIs)",
+            title=f"{design.TRAINABLE}: effects on {short_name(response)} (95% t CIs)",
             xlabel=f"change in {short_name(response)} (negative = better)",
         )
         doc.figure(path, f"Effects on {short_name(response)}; grey band: noise floor.")

@@ -9,7 +9,7 @@ MLflow runs (per-seed final metrics, per-epoch histories, sample grids) and writ
 ``summary.csv`` and every figure as PNG into ``<out>/<study>/`` (default
 ``results/reports/<study>/``).
 
-What it shows: the best configuration per trainable with bootstrap CIs over seeds; how far
+What it shows: the best configuration per trainable with Student-t CIs over seeds; how far
 apart the variants' bests are compared with the seed-to-seed noise floor; expected best
 after n trials per variant (did a variant win, or was it tuned longer?); parameter
 importances, slices and contours of the searched knobs; the Pareto front of pareto studies;
@@ -619,7 +619,7 @@ def seed_values(record: TrialRecord, key: str) -> np.ndarray:
 
 def summary_rows(data: StudyData, metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict]:
     """One row per (trainable, metric) for each trainable's best trial: mean and 95%
-    percentile-bootstrap CI over seeds (`stats.bootstrap_ci`, n_boot 10000, seed 0)."""
+    Student-t CI over seeds (`stats.t_ci`; n=1: no interval, flagged degenerate)."""
     from benchmark import stats
 
     rows = []
@@ -629,7 +629,7 @@ def summary_rows(data: StudyData, metrics: Sequence[str] = SUMMARY_METRICS) -> l
             values = seed_values(best, metric)
             if values.size == 0:
                 continue
-            ci = stats.bootstrap_ci(values)
+            ci = stats.t_ci(values)
             rows.append(
                 {
                     "trainable": trainable,
@@ -795,10 +795,12 @@ def _header(ctx: _Context) -> None:
     for note in dict.fromkeys(data.notes):
         doc.note(note)
     doc.paragraph(
-        "Every mean comes with a 95% percentile-bootstrap CI over seeds and its n. With 2-5 "
-        "seeds such intervals are too narrow (a nominal 95% CI of 3 values covers about 72%), "
-        "so a difference is only called when a test (Holm-corrected), its CI and the "
-        "seed-to-seed noise floor all agree; otherwise it is labelled inconclusive."
+        "Every mean comes with a 95% Student-t CI over seeds and its n (differences: Welch t); "
+        "with one seed there is no interval ('n=1, no CI'). A t interval covers 95% for "
+        "normal seed noise at any n >= 2 but less for skewed noise (about 0.83-0.90 at 2-10 "
+        "seeds for lognormal values), so a difference is only called when a test "
+        "(Holm-corrected), its CI and the seed-to-seed noise floor all agree; otherwise it is "
+        "labelled inconclusive."
     )
 
 
@@ -856,9 +858,10 @@ def _summary(ctx: _Context) -> None:
     doc.table(
         header,
         rows,
-        caption="Mean over the best trial's seeds with a 95% bootstrap CI; lower is better for "
-        f"every column. The best trial is picked by its mean {data.label}, so its own mean is "
-        "optimistic (winner's curse): confirm with fresh seeds before claiming a gain.",
+        caption="Mean over the best trial's seeds with a 95% Student-t CI (n seeds); lower is "
+        f"better for every column. The best trial is picked by its mean {data.label}, so its "
+        "own mean is optimistic (winner's curse): confirm with fresh seeds before claiming "
+        "a gain.",
     )
     doc.bullets([f"`{m}`: {metric_label(m)}" for m in metrics])
     prow = [
@@ -959,11 +962,11 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
         comps.append(stats.compare(best, values) if best.size >= 2 and values.size >= 2 else None)
     raw = [c.p_value if c is not None and c.p_value is not None else 1.0 for c in comps]
     p_holm = stats.holm(raw) if raw else np.zeros(0)
-    rows = [[f"#{ranked[0].number}", format_ci(stats.bootstrap_ci(best)) if best.size else "–",
+    rows = [[f"#{ranked[0].number}", format_ci(stats.t_ci(best)) if best.size else "–",
              "–", "–", "best"]]  # fmt: skip
     for t, comp, p in zip(ranked[1:], comps, p_holm, strict=True):
         values = seed_values(t, data.primary)
-        mean = format_ci(stats.bootstrap_ci(values)) if values.size else "–"
+        mean = format_ci(stats.t_ci(values)) if values.size else "–"
         if comp is None or floor is None:
             rows.append([f"#{t.number}", mean, _num(t.objective - ranked[0].objective), "–",
                          "inconclusive (too few seeds)"])  # fmt: skip
@@ -1352,7 +1355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.report",
-        description="Tables and figures of a study, with bootstrap CIs over seeds.",
+        description="Tables and figures of a study, with t CIs over seeds.",
     )
     p.add_argument("--study", required=True, help="study name (as printed by benchmark.study)")
     p.add_argument(

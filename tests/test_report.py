@@ -89,7 +89,7 @@ def test_summary_rows_are_recomputed_from_the_stored_seeds(compare_report):
         best = min(_complete(study, trainable), key=lambda t: t.value)
         w1 = [s["w1"] for s in best.user_attrs["seeds"]]
         assert len(w1) == 2
-        ci = stats.bootstrap_ci(w1)
+        ci = stats.t_ci(w1)
         row = rows[(trainable, "w1")]
         assert int(row["trial"]) == best.number
         assert float(row["mean"]) == pytest.approx(np.mean(w1), rel=1e-12)
