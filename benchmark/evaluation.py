@@ -383,8 +383,8 @@ def copy_detection(
     (`python -m benchmark.copy_curve`, results/copy-detection/curve.json): with 1,000
     generated and 1,000 held-out samples, 8% noisy copies are called copying in every draw on
     an underfitting or noise background, 5% in 95% of draws on a faithful one; 0 of 20
-    faithful sets without copies were. Held-out samples must not be in `train`, and generated samples
-    should number at least a few hundred for the normal approximation to hold.
+    faithful sets without copies were. Held-out samples must not be in `train`, and generated
+    samples should number at least a few hundred for the normal approximation to hold.
     """
     if not 0.0 < percentile < 100.0:
         raise ValueError(f"percentile must be in (0, 100), got {percentile}; the default is 5")
