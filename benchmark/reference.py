@@ -36,8 +36,11 @@ from benchmark.data import Dataset, cache_dir
 
 __all__ = [
     "DISTANCES",
+    "REFERENCE_NOTE",
     "ReferenceScale",
     "eval_spread",
+    "reference_for_settings",
+    "reference_rows",
     "reference_scale",
     "resampled_distances",
     "scale_text",
@@ -259,3 +262,52 @@ def scale_text(scale: ReferenceScale, distance: str, value: float | None = None)
         if value is not None and math.isfinite(value) and ceiling > floor:
             text += f" ({100 * (value - floor) / (ceiling - floor):.0f}% of the way up)"
     return text
+
+
+def reference_for_settings(
+    settings: Mapping[str, Any], trainables: Sequence[str]
+) -> tuple[ReferenceScale | None, str | None]:
+    """The reference scale of a study or ablation from its stored settings (dataset,
+    data_dir, heldout_size, train_size, n_eval) on the CPU: (scale, None), or (None, why not)
+    when the data cannot be loaded here (the report then says so instead of a floor)."""
+    from benchmark.runner import load_data
+    from benchmark.settings import Settings
+    from benchmark.trainables import VARIANTS
+
+    known = {"dataset", "data_dir", "heldout_size", "train_size", "n_eval", "batch_size"}
+    try:
+        s = Settings(**{k: v for k, v in settings.items() if k in known})
+        data = load_data(s, torch.device("cpu"))
+        names = [t for t in trainables if t in VARIANTS] or ["gan"]
+        return reference_scale(data, s.n_eval, trainables=names, batch_size=s.batch_size), None
+    except Exception as err:  # missing data, an old study's settings
+        return None, f"reference scale not available ({type(err).__name__}: {err})"
+
+
+def reference_rows(
+    scale: ReferenceScale, columns: Sequence[str], digits: int = 4
+) -> list[list[str]]:
+    """Two table rows, 'real-vs-real floor' and 'untrained G', with a value under each
+    column that is a distance (a '_noise' column takes the same floor; its ceiling is the
+    noise-mode one where measured) and '–' elsewhere."""
+
+    def fmt(v: float | None) -> str:
+        return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+
+    floor_row, ceiling_row = [], []
+    for column in columns:
+        base = column.removesuffix("_noise")
+        if base not in DISTANCES:
+            floor_row.append("–")
+            ceiling_row.append("–")
+            continue
+        floor_row.append(fmt(scale.floor.get(base)))
+        ceiling_row.append(fmt(scale.ceiling_of(base)))
+    return [floor_row, ceiling_row]
+
+
+REFERENCE_NOTE = (
+    "Reference scale, on the same split and n: 'real-vs-real floor' is the distance between "
+    "two independent sets of n held-out real images (what a perfect generator scores); "
+    "'untrained G' is a freshly initialised generator's score (where training starts)."
+)

@@ -832,6 +832,35 @@ def _artifact(data: StudyData, run_id: str, artifact: str) -> bytes | None:
             return None
 
 
+def _reference_rows(
+    data: StudyData, metrics: Sequence[str], rows: list[list[str]], lead: int
+) -> str:
+    """Append the real-vs-real floor and untrained-G rows under `metrics` columns (after a
+    label and `lead` empty cells); the caption sentence that explains them."""
+    from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+
+    scale, why = reference_for_settings(data.settings, data.trainables())
+    if scale is None:
+        return f"No reference scale: {why}."
+    labels = ("real-vs-real floor", "untrained G")
+    for label, cells in zip(labels, reference_rows(scale, metrics), strict=True):
+        rows.append([label, *(["–"] * lead), *cells])
+    return f"{REFERENCE_NOTE} (n={scale.n}, mean of {scale.draws} evaluation draws)"
+
+
+def _scale_sentence(data: StudyData, metric: str) -> str:
+    """' For scale: real-vs-real floor X, untrained G Y.' when `metric` is a distance."""
+    from benchmark.reference import DISTANCES, reference_for_settings, scale_text
+
+    base = metric.removesuffix("_noise")
+    if base not in DISTANCES:
+        return ""
+    scale, _ = reference_for_settings(data.settings, data.trainables())
+    if scale is None:
+        return ""
+    return f" For scale ({base}, n={scale.n}): {scale_text(scale, base)}."
+
+
 def _summary(ctx: _Context) -> None:
     from benchmark import stats
 
@@ -855,13 +884,14 @@ def _summary(ctx: _Context) -> None:
             )
             row.append(format_ci(interval))
         rows.append(row)
+    scale_note = _reference_rows(data, metrics, rows, lead=2)
     doc.table(
         header,
         rows,
         caption="Mean over the best trial's seeds with a 95% Student-t CI (n seeds); lower is "
         f"better for every column. The best trial is picked by its mean {data.label}, so its "
         "own mean is optimistic (winner's curse): confirm with fresh seeds before claiming "
-        "a gain.",
+        "a gain. " + scale_note,
     )
     doc.bullets([f"`{m}`: {metric_label(m)}" for m in metrics])
     prow = [
@@ -942,7 +972,8 @@ def _noise_floor(ctx: _Context) -> None:
                 rows,
                 caption=f"Each trainable's best trial against the best overall ({winner}), "
                 "seeds as replicates. 'worse' needs Holm p < 0.05, a CI excluding 0 and "
-                "|Δ| above the larger noise floor of the two.",
+                "|Δ| above the larger noise floor of the two."
+                + _scale_sentence(data, data.primary),
             )
     for trainable in trainables:
         _top_trials(ctx, trainable, floors.get(trainable))
@@ -982,7 +1013,8 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
     doc.table(
         ["trial", f"{data.label} mean [95% CI]", "Δ to best [95% CI]", "p (Holm)", "verdict"],
         rows,
-        caption=f"Top {len(ranked)} {trainable} trials: are they distinguishable from the best?",
+        caption=f"Top {len(ranked)} {trainable} trials: are they distinguishable from the best?"
+        + _scale_sentence(data, data.primary),
     )
 
 
