@@ -743,7 +743,7 @@ def write_outputs(
         for c in claims
     ]
     doc.table(
-        ["distance", f"{lt} mode", lb, lt, f"Δ {lt} − {lb} [95% CI]", "p (Welch, Holm)",
+        ["distance", f"{lt} mode", lb, lt, f"Δ {lt} − {lb} [95% Welch t CI]", "p (Welch, Holm)",
          "noise floor", "verdict"],
         crow,
         caption="'holds' needs Holm p < 0.05, a CI below 0 and |Δ| above the noise floor "
@@ -772,11 +772,24 @@ def write_outputs(
                 curves[label] = arr
         if not curves:
             continue
+        width = next(iter(curves.values())).shape[1]
+        if reference is not None and distance in reference.floor:
+            # flat lines: where a perfect generator and an untrained one would score
+            curves["real-vs-real floor"] = np.full(width, reference.floor[distance])
+            ceiling = reference.ceiling_of(distance)
+            if ceiling is not None:
+                curves["untrained G"] = np.full(width, ceiling)
         path = figures.metric_curves(
             curves, folder / f"evolution_{distance}.png", ylabel=distance, band="minmax",
             title=f"{distance} per epoch (band: range over seeds)",
         )  # fmt: skip
-        evolution.append((path, f"Evolution of {distance} ({metric_label(distance)})."))
+        evolution.append(
+            (
+                path,
+                f"Evolution of {distance} ({metric_label(distance)}); flat lines: the "
+                "real-vs-real floor and an untrained generator, same split and n.",
+            )
+        )
     doc.gallery(evolution, columns=2)
     centers = data.extra.get("centers")
     ref = np.asarray(centers.cpu()) if centers is not None else None
