@@ -269,15 +269,20 @@ def reference_for_settings(
 ) -> tuple[ReferenceScale | None, str | None]:
     """The reference scale of a study or ablation from its stored settings (dataset,
     data_dir, heldout_size, train_size, n_eval) on the CPU: (scale, None), or (None, why not)
-    when the data cannot be loaded here (the report then says so instead of a floor)."""
-    from benchmark.runner import load_data
+    when the data cannot be loaded here without a download (the report then says so instead
+    of a floor)."""
+    from benchmark.data import load_dataset
     from benchmark.settings import Settings
     from benchmark.trainables import VARIANTS
 
     known = {"dataset", "data_dir", "heldout_size", "train_size", "n_eval", "batch_size"}
     try:
         s = Settings(**{k: v for k, v in settings.items() if k in known})
-        data = load_data(s, torch.device("cpu"))
+        # never a download from a report: the data is where the study found it, or no floor
+        data = load_dataset(
+            s.dataset, data_dir=s.data_dir, heldout_size=s.heldout_size,
+            train_size=s.train_size, batch_size=s.batch_size, download=False,
+        )  # fmt: skip
         names = [t for t in trainables if t in VARIANTS] or ["gan"]
         return reference_scale(data, s.n_eval, trainables=names, batch_size=s.batch_size), None
     except Exception as err:  # missing data, an old study's settings

@@ -845,7 +845,13 @@ def _reference_rows(
     labels = ("real-vs-real floor", "untrained G")
     for label, cells in zip(labels, reference_rows(scale, metrics), strict=True):
         rows.append([label, *(["–"] * lead), *cells])
-    return f"{REFERENCE_NOTE} (n={scale.n}, mean of {scale.draws} evaluation draws)"
+    spread = ", ".join(f"{k} {v:.3g}" for k, v in scale.floor_sd.items())
+    return (
+        f"{REFERENCE_NOTE} (n={scale.n}, mean of {scale.draws} evaluation draws). Every trial "
+        "is scored on one fixed held-out subsample and projection seed; how much the choice of "
+        f"evaluation set moves a score is the floor's sd over draws ({spread}), not included "
+        "in the CIs above (benchmark.reproduce includes it)."
+    )
 
 
 def _scale_sentence(data: StudyData, metric: str) -> str:
