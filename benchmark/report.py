@@ -849,8 +849,8 @@ def _reference_rows(
     return (
         f"{REFERENCE_NOTE} (n={scale.n}, mean of {scale.draws} evaluation draws). Every trial "
         "is scored on one fixed held-out subsample and projection seed; how much the choice of "
-        f"evaluation set moves a score is the floor's sd over draws ({spread}), not included "
-        "in the CIs above (benchmark.reproduce includes it)."
+        f"evaluation set moves a score, measured on real images, is the floor's sd over draws "
+        f"({spread}); it is not in the CIs above (benchmark.reproduce includes it)."
     )
 
 
