@@ -14,9 +14,14 @@ copying), and on the G-loss variance.
 ``--base mixture``: one factor, Mixture GAN's law of t; each measure is compared with delta1
 (the vanilla GAN), Holm-corrected over the comparisons.
 
+With ``--setting extra_metrics=true`` the last epoch is also scored by the digit classifier
+(classifier-FID and classes covered, in both RealMix sampling modes) and those are analysed
+too.
+
 Re-running with the same options resumes the study: cells already run are not run again.
-Writes report.md, report.html, effects.csv, cells.csv and the effects plots into
-``results/ablations/<study>/``.
+Writes report.md, report.html, summary.json (epochs, seeds, every effect with its interval, n
+and verdict, the cell means, the real-vs-real floor), effects.csv, cells.csv and the effects
+plots into ``results/ablation/<study>/``.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ __all__ = [
     "write_ablation_report",
 ]
 
-DEFAULT_OUT = Path("results") / "ablations"
+DEFAULT_OUT = Path("results") / "ablation"
 """Parent folder of the per-study ablation reports."""
 
 DESIGNS: dict[str, designs.AblationSpace] = {
@@ -55,8 +60,20 @@ DESIGNS: dict[str, designs.AblationSpace] = {
 }
 """--base name -> the design (a `studies.ablation.AblationSpace`)."""
 
-RESPONSES = ("w1", "w1_noise", "g_loss_var")
-"""Responses analysed when the runs hold them (w1_noise: RealMix only; g_loss_var: MLflow)."""
+RESPONSES = (
+    "w1",
+    "w1_noise",
+    "g_loss_var",
+    "cfid",
+    "cfid_noise",
+    "classes_covered",
+    "classes_covered_noise",
+)
+"""Responses analysed when the runs hold them (w1_noise: RealMix only; g_loss_var: MLflow;
+the classifier metrics with ``--setting extra_metrics=true`` on digit data)."""
+
+HIGHER_IS_BETTER = frozenset({"classes_covered", "classes_covered_noise"})
+"""Responses where a larger value is better (every other response is minimised)."""
 
 PRESENT_STATES = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 """Trial states that mean a cell needs no new trial (a PRUNED cell diverged: a result)."""
@@ -220,15 +237,17 @@ def effects_table(
     """Effects of the design's factors on `response` (lower is better), with verdicts.
 
     Two-level factors: `stats.factorial_effects` (main effects and two-way interactions, a
-    contrast of cell means with a stratified bootstrap CI, Welch or aligned Mann-Whitney test,
+    contrast of cell means with a Welch-Satterthwaite t CI, Welch or aligned Mann-Whitney test,
     Holm over the effects, noise floor 2 x the pooled within-cell sd). One factor with more
     levels: each level against the first (the baseline) with `stats.compare`, Holm over the
     comparisons, the same noise floor and `stats.verdict`. Columns: effect, kind, estimate,
     ci_low, ci_high, p, p_holm, verdict, response; ``attrs`` as factorial_effects sets them.
-    Raises ValueError when a cell has fewer than 2 finite runs.
+    Raises ValueError when a cell has fewer than 2 finite runs. A response in
+    HIGHER_IS_BETTER is maximised (a positive effect helps); every other is minimised.
     """
     from benchmark import stats
 
+    minimize = response not in HIGHER_IS_BETTER
     names = [f.name for f in design.factors]
     df = runs[[*names, response]].dropna()
     for cell in design.cells():
@@ -243,9 +262,10 @@ def effects_table(
         out = stats.factorial_effects(
             df, names, response, n_boot=n_boot, seed=seed, test=test, alpha=alpha,
             levels={f.name: (f.levels[0], f.levels[1]) for f in design.factors},
+            minimize=minimize,
         )  # fmt: skip
     elif len(design.factors) == 1:
-        out = _one_factor(df, design.factors[0], response, test, alpha, n_boot, seed)
+        out = _one_factor(df, design.factors[0], response, test, alpha, n_boot, seed, minimize)
     else:
         raise ValueError("a design is either all two-level factors or a single factor")
     out["response"] = response
@@ -260,6 +280,7 @@ def _one_factor(
     alpha: float,
     n_boot: int,
     seed: int,
+    minimize: bool = True,
 ) -> pd.DataFrame:
     from benchmark import stats
 
@@ -267,7 +288,9 @@ def _one_factor(
     floor = _pooled_floor(list(groups.values()))
     base = factor.levels[0]
     comps = [
-        stats.compare(groups[base], groups[lv], test=test, n_boot=n_boot, seed=seed)
+        stats.compare(
+            groups[base], groups[lv], test=test, n_boot=n_boot, seed=seed, minimize=minimize
+        )
         for lv in factor.levels[1:]
     ]
     raw = [c.p_value for c in comps]
@@ -292,14 +315,14 @@ def _one_factor(
         rows, columns=["effect", "kind", "estimate", "ci_low", "ci_high", "p", "p_holm", "verdict"]
     )
     out.attrs.update(
-        noise_floor=floor, alpha=alpha, minimize=True, confidence=0.95, test=test,
+        noise_floor=floor, alpha=alpha, minimize=minimize, confidence=0.95, test=test,
         levels={factor.name: factor.levels},
     )  # fmt: skip
     return out
 
 
 def cell_rows(runs: pd.DataFrame, design: designs.AblationSpace) -> list[dict[str, Any]]:
-    """Per cell and response: mean with a 95% bootstrap CI over seeds (and n)."""
+    """Per cell and response: mean with a 95% Student-t CI over seeds (and n)."""
     from benchmark import stats
 
     names = [f.name for f in design.factors]
@@ -312,7 +335,7 @@ def cell_rows(runs: pd.DataFrame, design: designs.AblationSpace) -> list[dict[st
             values = runs.loc[mask, response].dropna().to_numpy(float)
             row: dict[str, Any] = {**levels, "response": response, "n": int(values.size)}
             if values.size:
-                ci = stats.bootstrap_ci(values)
+                ci = stats.t_ci(values)
                 row.update(mean=ci.estimate, ci_low=ci.low, ci_high=ci.high)
             else:
                 row.update(mean=math.nan, ci_low=math.nan, ci_high=math.nan)
@@ -387,8 +410,9 @@ def write_ablation_report(
     for note in dict.fromkeys([*data.notes, *notes]):
         doc.note(note)
     doc.paragraph(
-        "Lower is better for every response, so a negative effect helps. A verdict is 'helps' "
-        "or 'hurts' only when the Holm-corrected p < 0.05, the 95% bootstrap CI excludes 0 "
+        "Lower is better for every response but classes covered (higher is better), so a "
+        "negative effect helps (a positive one for classes covered). A verdict is 'helps' "
+        "or 'hurts' only when the Holm-corrected p < 0.05, the 95% t CI excludes 0 "
         "and |effect| exceeds the noise floor (2 x the pooled seed-to-seed sd within cells); "
         "anything else is inconclusive. Holm corrects within each response's family."
     )
@@ -408,7 +432,20 @@ def write_ablation_report(
             c = next(c for c in mine if c["response"] == response)
             row.append(_ci_text(c, stats, format_ci))
         table.append(row)
-    doc.table(header, table, caption="Mean over seeds with a 95% bootstrap CI (n = seeds).")
+    from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+
+    scale, why = reference_for_settings(s, [design.TRAINABLE])
+    if scale is not None:
+        for label, row in zip(
+            ("real-vs-real floor", "untrained G"), reference_rows(scale, responses), strict=True
+        ):
+            table.append([label, *([""] * (len(names) - 1)), "–", *row])
+    doc.table(
+        header,
+        table,
+        caption="Mean over seeds with a 95% Student-t CI (n = seeds). "
+        + (f"{REFERENCE_NOTE} (n={scale.n})" if scale is not None else f"No floor: {why}."),
+    )
     doc.bullets([f"`{r}`: {metric_label(r)}" for r in responses])
 
     effects: list[pd.DataFrame] = []
@@ -442,19 +479,72 @@ def write_ablation_report(
         path = figures.effects_plot(
             frame,
             folder / f"effects_{response}.png",
-            title=f"{design.TRAINABLE}: effects on {short_name(response)} (95% bootstrap CIs)",
+            title=f"{design.TRAINABLE}: effects on {short_name(response)} (95% t CIs)",
             xlabel=f"change in {short_name(response)} (negative = better)",
         )
         doc.figure(path, f"Effects on {short_name(response)}; grey band: noise floor.")
         verdicts[response] = {r.effect: r for r in frame.itertuples(index=False)}
     all_effects = pd.concat(effects, ignore_index=True) if effects else pd.DataFrame()
     all_effects.to_csv(folder / "effects.csv", index=False)
+    _write_summary(folder / "summary.json", data, design, runs, cells, effects, scale)
     summary = Document("")
     summary.heading("What the data say")
     summary.bullets(_conclusions(design, verdicts))
     doc.blocks[conclusions_at:conclusions_at] = summary.blocks
     md, page = doc.write(folder)
     return md, page, all_effects
+
+
+_EFFECT_KEYS = ("effect", "kind", "estimate", "ci_low", "ci_high", "p", "p_holm", "verdict")
+
+
+def _write_summary(
+    path: Path,
+    data: Any,
+    design: designs.AblationSpace,
+    runs: pd.DataFrame,
+    cells: list[dict[str, Any]],
+    effects: list[pd.DataFrame],
+    scale: Any,
+) -> Path:
+    """summary.json: the budget, every effect with its interval (n) and verdict, the cell
+    means and the reference scale."""
+    import json
+
+    from benchmark.artifacts import json_safe
+
+    names = [f.name for f in design.factors]
+    s = data.settings
+    summary = {
+        "study": data.name,
+        "design": design.name,
+        "trainable": design.TRAINABLE,
+        "dataset": s.get("dataset"),
+        "epochs": s.get("epochs"),
+        "seeds": s.get("seeds"),
+        "train_size": s.get("train_size"),
+        "n_eval": s.get("n_eval"),
+        "factors": {f.name: list(f.levels) for f in design.factors},
+        "effects": {
+            str(frame["response"].iloc[0]): {
+                "higher_is_better": bool(str(frame["response"].iloc[0]) in HIGHER_IS_BETTER),
+                "noise_floor": frame.attrs.get("noise_floor"),
+                "test": frame.attrs.get("test"),
+                "interval": "95% Welch-Satterthwaite t",
+                "n": _min_n(runs, names),
+                "rows": [
+                    {k: getattr(r, k) for k in _EFFECT_KEYS} for r in frame.itertuples(index=False)
+                ],
+            }
+            for frame in effects
+            if len(frame)
+        },
+        "cells": cells,
+        "floor": None if scale is None else dict(scale.floor),
+        "ceiling": None if scale is None else dict(scale.ceiling),
+    }
+    path.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
+    return path
 
 
 def _min_n(runs: pd.DataFrame, names: list[str]) -> int:

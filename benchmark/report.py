@@ -9,7 +9,7 @@ MLflow runs (per-seed final metrics, per-epoch histories, sample grids) and writ
 ``summary.csv`` and every figure as PNG into ``<out>/<study>/`` (default
 ``results/reports/<study>/``).
 
-What it shows: the best configuration per trainable with bootstrap CIs over seeds; how far
+What it shows: the best configuration per trainable with Student-t CIs over seeds; how far
 apart the variants' bests are compared with the seed-to-seed noise floor; expected best
 after n trials per variant (did a variant win, or was it tuned longer?); parameter
 importances, slices and contours of the searched knobs; the Pareto front of pareto studies;
@@ -635,7 +635,7 @@ def seed_values(record: TrialRecord, key: str) -> np.ndarray:
 
 def summary_rows(data: StudyData, metrics: Sequence[str] = SUMMARY_METRICS) -> list[dict]:
     """One row per (trainable, metric) for each trainable's best trial: mean and 95%
-    percentile-bootstrap CI over seeds (`stats.bootstrap_ci`, n_boot 10000, seed 0)."""
+    Student-t CI over seeds (`stats.t_ci`; n=1: no interval, flagged degenerate)."""
     from benchmark import stats
 
     rows = []
@@ -645,7 +645,7 @@ def summary_rows(data: StudyData, metrics: Sequence[str] = SUMMARY_METRICS) -> l
             values = seed_values(best, metric)
             if values.size == 0:
                 continue
-            ci = stats.bootstrap_ci(values)
+            ci = stats.t_ci(values)
             rows.append(
                 {
                     "trainable": trainable,
@@ -811,10 +811,12 @@ def _header(ctx: _Context) -> None:
     for note in dict.fromkeys(data.notes):
         doc.note(note)
     doc.paragraph(
-        "Every mean comes with a 95% percentile-bootstrap CI over seeds and its n. With 2-5 "
-        "seeds such intervals are too narrow (a nominal 95% CI of 3 values covers about 72%), "
-        "so a difference is only called when a test (Holm-corrected), its CI and the "
-        "seed-to-seed noise floor all agree; otherwise it is labelled inconclusive."
+        "Every mean comes with a 95% Student-t CI over seeds and its n (differences: Welch t); "
+        "with one seed there is no interval ('n=1, no CI'). A t interval covers 95% for "
+        "normal seed noise at any n >= 2 but less for skewed noise (about 0.83-0.90 at 2-10 "
+        "seeds for lognormal values), so a difference is only called when a test "
+        "(Holm-corrected), its CI and the seed-to-seed noise floor all agree; otherwise it is "
+        "labelled inconclusive."
     )
 
 
@@ -846,6 +848,41 @@ def _artifact(data: StudyData, run_id: str, artifact: str) -> bytes | None:
             return None
 
 
+def _reference_rows(
+    data: StudyData, metrics: Sequence[str], rows: list[list[str]], lead: int
+) -> str:
+    """Append the real-vs-real floor and untrained-G rows under `metrics` columns (after a
+    label and `lead` empty cells); the caption sentence that explains them."""
+    from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+
+    scale, why = reference_for_settings(data.settings, data.trainables())
+    if scale is None:
+        return f"No reference scale: {why}."
+    labels = ("real-vs-real floor", "untrained G")
+    for label, cells in zip(labels, reference_rows(scale, metrics), strict=True):
+        rows.append([label, *(["–"] * lead), *cells])
+    spread = ", ".join(f"{k} {v:.3g}" for k, v in scale.floor_sd.items())
+    return (
+        f"{REFERENCE_NOTE} (n={scale.n}, mean of {scale.draws} evaluation draws). Every trial "
+        "is scored on one fixed held-out subsample and projection seed; how much the choice of "
+        f"evaluation set moves a score, measured on real images, is the floor's sd over draws "
+        f"({spread}); it is not in the CIs above (benchmark.reproduce includes it)."
+    )
+
+
+def _scale_sentence(data: StudyData, metric: str) -> str:
+    """' For scale: real-vs-real floor X, untrained G Y.' when `metric` is a distance."""
+    from benchmark.reference import DISTANCES, reference_for_settings, scale_text
+
+    base = metric.removesuffix("_noise")
+    if base not in DISTANCES:
+        return ""
+    scale, _ = reference_for_settings(data.settings, data.trainables())
+    if scale is None:
+        return ""
+    return f" For scale ({base}, n={scale.n}): {scale_text(scale, base)}."
+
+
 def _summary(ctx: _Context) -> None:
     from benchmark import stats
 
@@ -869,12 +906,14 @@ def _summary(ctx: _Context) -> None:
             )
             row.append(format_ci(interval))
         rows.append(row)
+    scale_note = _reference_rows(data, metrics, rows, lead=2)
     doc.table(
         header,
         rows,
-        caption="Mean over the best trial's seeds with a 95% bootstrap CI; lower is better for "
-        f"every column. The best trial is picked by its mean {data.label}, so its own mean is "
-        "optimistic (winner's curse): confirm with fresh seeds before claiming a gain.",
+        caption="Mean over the best trial's seeds with a 95% Student-t CI (n seeds); lower is "
+        f"better for every column. The best trial is picked by its mean {data.label}, so its "
+        "own mean is optimistic (winner's curse): confirm with fresh seeds before claiming "
+        "a gain. " + scale_note,
     )
     doc.bullets([f"`{m}`: {metric_label(m)}" for m in metrics])
     prow = [
@@ -955,7 +994,8 @@ def _noise_floor(ctx: _Context) -> None:
                 rows,
                 caption=f"Each trainable's best trial against the best overall ({winner}), "
                 "seeds as replicates. 'worse' needs Holm p < 0.05, a CI excluding 0 and "
-                "|Δ| above the larger noise floor of the two.",
+                "|Δ| above the larger noise floor of the two."
+                + _scale_sentence(data, data.primary),
             )
     for trainable in trainables:
         _top_trials(ctx, trainable, floors.get(trainable))
@@ -975,11 +1015,11 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
         comps.append(stats.compare(best, values) if best.size >= 2 and values.size >= 2 else None)
     raw = [c.p_value if c is not None and c.p_value is not None else 1.0 for c in comps]
     p_holm = stats.holm(raw) if raw else np.zeros(0)
-    rows = [[f"#{ranked[0].number}", format_ci(stats.bootstrap_ci(best)) if best.size else "–",
+    rows = [[f"#{ranked[0].number}", format_ci(stats.t_ci(best)) if best.size else "–",
              "–", "–", "best"]]  # fmt: skip
     for t, comp, p in zip(ranked[1:], comps, p_holm, strict=True):
         values = seed_values(t, data.primary)
-        mean = format_ci(stats.bootstrap_ci(values)) if values.size else "–"
+        mean = format_ci(stats.t_ci(values)) if values.size else "–"
         if comp is None or floor is None:
             rows.append([f"#{t.number}", mean, _num(t.objective - ranked[0].objective), "–",
                          "inconclusive (too few seeds)"])  # fmt: skip
@@ -995,7 +1035,8 @@ def _top_trials(ctx: _Context, trainable: str, floor: float | None) -> None:
     doc.table(
         ["trial", f"{data.label} mean [95% CI]", "Δ to best [95% CI]", "p (Holm)", "verdict"],
         rows,
-        caption=f"Top {len(ranked)} {trainable} trials: are they distinguishable from the best?",
+        caption=f"Top {len(ranked)} {trainable} trials: are they distinguishable from the best?"
+        + _scale_sentence(data, data.primary),
     )
 
 
@@ -1368,7 +1409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.report",
-        description="Tables and figures of a study, with bootstrap CIs over seeds.",
+        description="Tables and figures of a study, with t CIs over seeds.",
     )
     p.add_argument("--study", required=True, help="study name (as printed by benchmark.study)")
     p.add_argument(

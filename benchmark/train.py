@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmark.artifacts import json_safe, write_run_artifacts
 from benchmark.data import DATASETS, DataError
@@ -81,6 +82,28 @@ def _row(values: dict[str, float], keys: Sequence[tuple[str, str, str]]) -> str:
     return " ".join(cells)
 
 
+def _print_reference(
+    data: Any, settings: Settings, trainable: str, keys: Sequence[tuple[str, str, str]]
+) -> None:
+    """Two rows under the table: the real-vs-real floor and an untrained G's score of every
+    distance column, on the same split and n (cached after the first run)."""
+    from benchmark.reference import reference_scale
+
+    scale = reference_scale(
+        data, settings.n_eval, trainables=(trainable,), batch_size=settings.batch_size
+    )
+    floor, ceiling = {}, {}
+    for key, _title, _fmt in keys:
+        base = key.removesuffix("_noise")
+        suffix = key[len(base) :]
+        if base in scale.floor:
+            floor[key] = scale.floor[base]
+            own = scale.ceiling.get(trainable + suffix) or scale.ceiling.get(trainable, {})
+            ceiling[key] = own.get(base)
+    print(_row(floor, keys) + "   <- real-vs-real floor (two sets of held-out images)")
+    print(_row(ceiling, keys) + f"   <- untrained {trainable} (a freshly initialised G)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -131,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamError, SettingsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    _print_reference(data, settings, args.trainable, keys)
     name = (
         args.name or f"{args.trainable}-{data.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )

@@ -677,6 +677,8 @@ SEED_SUMMARY = (
     "sliced_w2_noise",
     "cfid",
     "cfid_noise",
+    "classes_covered",
+    "classes_covered_noise",
     "copy_fraction",
     "copy_fraction_noise",
 )

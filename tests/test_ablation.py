@@ -3,6 +3,7 @@ real 2^3 RealMix factorial run end to end through the study harness."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -120,6 +121,45 @@ def test_known_effect_is_found_and_no_effect_is_inconclusive(tmp_path):
         assert (tmp_path / "out" / name).read_bytes().startswith(PNG)
     cells = pd.read_csv(tmp_path / "out" / "cells.csv")
     assert len(cells) == 8 * 2 and (cells["n"] == 3).all()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["epochs"], summary["seeds"], summary["dataset"]) == (1, 3, "ring8")
+    rows = {r["effect"]: r for r in summary["effects"]["w1"]["rows"]}
+    assert summary["effects"]["w1"]["n"] == 3
+    assert rows["mixing"]["verdict"] == "helps"
+    assert rows["mixing"]["ci_low"] < rows["mixing"]["estimate"] < rows["mixing"]["ci_high"]
+    assert rows["mixing"]["estimate"] == pytest.approx(w1.loc["mixing", "estimate"])
+    # the real-vs-real floor of the study's split and n sits under the cell means
+    assert summary["floor"]["w1"] > 0 and "| real-vs-real floor |" in text
+
+
+def test_classifier_metrics_are_analysed_with_their_own_direction(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cls.db'}"
+
+    def responses(levels: dict, seed: int) -> dict:
+        on = levels["mixing"] == "on"
+        return {
+            "w1": 2.0 + _noise(levels, seed, 0),
+            "cfid": 100.0 - (20.0 if on else 0.0) + 10 * _noise(levels, seed, 1),
+            "classes_covered": 5.0 + (3.0 if on else 0.0) + 10 * _noise(levels, seed, 2),
+            "classes_covered_noise": 5.0 + 10 * _noise(levels, seed, 3),
+        }
+
+    _store_design(url, designs.REALMIX, responses, name="cls")
+    data = report.load_study_data("cls", url)
+    runs, _ = ablation.runs_frame(data, designs.REALMIX)
+    assert {"cfid", "classes_covered", "classes_covered_noise"} <= set(runs.columns)
+    cfid = ablation.effects_table(runs, designs.REALMIX, "cfid").set_index("effect")
+    assert cfid.loc["mixing", "verdict"] == "helps" and cfid.attrs["minimize"]
+    covered = ablation.effects_table(runs, designs.REALMIX, "classes_covered")
+    covered = covered.set_index("effect")
+    # more classes is better: a positive effect helps
+    assert covered.attrs["minimize"] is False
+    assert covered.loc["mixing", "estimate"] == pytest.approx(3.0, abs=0.2)
+    assert covered.loc["mixing", "verdict"] == "helps"
+    _, _, effects = ablation.write_ablation_report(data, designs.REALMIX, tmp_path / "out")
+    assert set(effects["response"]) == {"w1", "cfid", "classes_covered", "classes_covered_noise"}
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["effects"]["classes_covered"]["higher_is_better"] is True
 
 
 def test_mixture_one_factor_design_compares_each_measure_with_delta1(tmp_path):
@@ -218,6 +258,14 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
     for png in ("effects_w1.png", "effects_w1_noise.png", "effects_g_loss_var.png"):
         assert (out / png).read_bytes().startswith(PNG)
     assert page.count("data:image/png;base64,") == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["epochs"], summary["seeds"]) == (1, 2)
+    assert set(summary["effects"]) == {"w1", "w1_noise", "g_loss_var"}
+    for response, block in summary["effects"].items():
+        assert block["n"] == 2 and len(block["rows"]) == 6, response
+        assert {r["verdict"] for r in block["rows"]} <= {"helps", "hurts", "inconclusive"}
+    assert summary["floor"]["w1"] > 0
+    assert "real-vs-real floor" in (out / "report.md").read_text()
     # resuming: every cell is there, so nothing is enqueued again
     assert ablation.enqueue_missing(study, designs.REALMIX) == []
 

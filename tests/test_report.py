@@ -89,7 +89,7 @@ def test_summary_rows_are_recomputed_from_the_stored_seeds(compare_report):
         best = min(_complete(study, trainable), key=lambda t: t.value)
         w1 = [s["w1"] for s in best.user_attrs["seeds"]]
         assert len(w1) == 2
-        ci = stats.bootstrap_ci(w1)
+        ci = stats.t_ci(w1)
         row = rows[(trainable, "w1")]
         assert int(row["trial"]) == best.number
         assert float(row["mean"]) == pytest.approx(np.mean(w1), rel=1e-12)
@@ -107,6 +107,30 @@ def test_summary_rows_are_recomputed_from_the_stored_seeds(compare_report):
             noise = [s["w1_noise"] for s in best.user_attrs["seeds"]]
             assert float(rows[(trainable, "w1_noise")]["mean"]) == pytest.approx(np.mean(noise))
     assert "Noise floor" in markdown and "Expected best W1 after n trials" in markdown
+
+
+def test_floor_and_ceiling_rows_beside_the_distances(compare_report, tmp_path):
+    from benchmark.data import load_dataset
+    from benchmark.reference import reference_scale
+
+    out, study = compare_report
+    markdown = (out / "report.md").read_text()
+    trainables = sorted({t.user_attrs["config"]["trainable"] for t in study.trials if t.values})
+    # measured afresh (no cache) on the study's split and n: ring8, 200 held-out, n_eval 100
+    data = load_dataset("ring8", heldout_size=200, train_size=256, batch_size=128)
+    direct = reference_scale(data, 100, trainables=trainables, cache=False)
+    floor = next(line for line in markdown.splitlines() if line.startswith("| real-vs-real"))
+    ceiling = next(line for line in markdown.splitlines() if line.startswith("| untrained G"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| trainable |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(columns, [c.strip() for c in floor.strip("|").split("|")], strict=True))
+    tops = dict(zip(columns, [c.strip() for c in ceiling.strip("|").split("|")], strict=True))
+    assert cells["W1"] == f"{direct.floor['w1']:.4g}"
+    assert tops["W1"] == f"{direct.ceiling_of('w1'):.4g}"
+    assert direct.floor["w1"] < direct.ceiling_of("w1")
+    assert "real-vs-real floor" in markdown and "(n=100, mean of 3 evaluation draws)" in markdown
+    # the comparison tables give the scale of the objective too
+    assert f"For scale (w1, n=100): real-vs-real floor {direct.floor['w1']:.4g}" in markdown
 
 
 def test_every_figure_is_a_png_embedded_in_the_html(compare_report):

@@ -57,6 +57,18 @@ def test_gan_on_ring8(tmp_path):
     assert [h["epoch"] for h in metrics["history"]] == [1.0, 2.0]
     assert "w1" in metrics["history"][-1] and "w1" not in metrics["history"][0]
     assert (tmp_path / "g" / "samples.png").read_bytes().startswith(PNG)
+    # the floor and the untrained-G ceiling are printed under the distance columns
+    from benchmark.data import load_dataset
+    from benchmark.reference import reference_scale
+
+    data = load_dataset("ring8", train_size=512, batch_size=128)
+    direct = reference_scale(data, 200, trainables=("gan",), cache=False)
+    lines = proc.stdout.splitlines()
+    floor = next(line for line in lines if line.endswith("<- real-vs-real floor (two sets of "
+                                                         "held-out images)"))  # fmt: skip
+    ceiling = next(line for line in lines if "<- untrained gan" in line)
+    assert f"{direct.floor['w1']:>8.4f}" in floor and f"{direct.floor['sliced_w2']:>7.4f}" in floor
+    assert f"{direct.ceiling['gan']['w1']:>8.4f}" in ceiling
 
 
 @pytest.mark.parametrize(
