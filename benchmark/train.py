@@ -16,7 +16,7 @@ from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import ParamError
 from benchmark.trainables import VARIANTS, params_class
 
-__all__ = ["main", "parse_overrides"]
+__all__ = ["build_parser", "main", "parse_overrides"]
 
 COLUMNS = (
     ("epoch", "epoch", "{:>5.0f}"),
@@ -45,7 +45,8 @@ def parse_overrides(
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argparse parser."""
     p = argparse.ArgumentParser(
         prog="python -m benchmark.train",
         description="Train one GAN variant once and write its metrics, samples and loss curves.",
@@ -82,7 +83,7 @@ def _row(values: dict[str, float], keys: Sequence[tuple[str, str, str]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         cls = params_class(args.trainable)
         if args.list_params:
