@@ -729,7 +729,7 @@ def interrupt_exit_code(err: KeyboardInterrupt) -> int:
 
 
 def describe_interrupt(err: BaseException | None) -> str:
-    """'Ctrl-C', 'SIGTERM', 'SIGHUP' or 'its launcher ... is gone', for reasons and messages."""
+    """'Ctrl-C', 'SIGTERM', 'SIGHUP' or 'launcher PID is gone', for reasons and messages."""
     return err.why if isinstance(err, Interrupted) else "Ctrl-C"
 
 
@@ -781,7 +781,7 @@ def watch_launcher(grace_seconds: float = 60.0) -> None:
     would fire only when the fork server exits; instead a thread waits on the pipe that
     multiprocessing keeps open from the launcher itself (`parent_process().sentinel`, at EOF
     once no launcher holds it). Then SIGTERM is raised in this process, which records its
-    trials FAIL ('interrupted (its launcher ... is gone)') as on Ctrl-C. SIGTERM is sent again
+    trials FAIL ('interrupted (launcher PID is gone)') as on Ctrl-C. SIGTERM is sent again
     each second until it is acted on (one that lands while a trial's bookkeeping ignores it is
     lost); after `grace_seconds` the process exits regardless.
     """
@@ -794,7 +794,7 @@ def watch_launcher(grace_seconds: float = 60.0) -> None:
 
     def watch() -> None:
         multiprocessing.connection.wait([parent.sentinel])
-        _LAUNCHER_GONE.append(f"its launcher (pid {parent.pid}) is gone")
+        _LAUNCHER_GONE.append(f"launcher {parent.pid} is gone")
         deadline = time.monotonic() + grace_seconds
         while time.monotonic() < deadline:
             if not _STOPPING.is_set():

@@ -203,7 +203,7 @@ def test_sigkill_of_the_launcher_takes_its_workers_down_and_the_next_run_closes_
     study = _study(env)
     trial = study.trials[hung]
     assert trial.state == TrialState.FAIL
-    assert trial.user_attrs["reason"] == f"interrupted (its launcher (pid {proc.pid}) is gone)"
+    assert trial.user_attrs["reason"] == f"interrupted (launcher {proc.pid} is gone)"
     assert all(t.state != TrialState.RUNNING for t in study.trials)
     parent = study.user_attrs["mlflow_parent_run_id"]
     tracker = connect(env["uri"])
