@@ -7,7 +7,12 @@ one dies (SIGKILL, OOM) it fails that worker's running trial, re-queues it with 
 params (user attr ``retried_from`` on the retry) and starts a replacement. RDB studies get
 the same from the launcher for local workers, and from Optuna's heartbeat for workers started
 elsewhere. Ctrl-C is forwarded once to every worker, which records its trial FAIL and its
-MLflow run KILLED before exiting.
+MLflow run KILLED before exiting; SIGTERM and SIGHUP stop the study the same way.
+
+Workers never outlive their launcher: each watches the launcher (`worker.watch_launcher`) and,
+when it dies (SIGKILL, OOM), records its trial FAIL and exits; the fork server exits by itself
+then. The study's MLflow parent run, which nobody could end, is closed by the next invocation
+(`close_stale_parent`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,14 +33,26 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.worker import WorkerSpec, fail_and_retry, process_main, worker_id
+from benchmark.worker import (
+    STOP_SIGNALS,
+    Interrupted,
+    WorkerSpec,
+    describe_interrupt,
+    fail_and_retry,
+    interrupt_exit_code,
+    process_main,
+    signals_as_interrupt,
+    worker_id,
+)
 
 __all__ = [
     "Slot",
+    "close_stale_parent",
     "cpu_slots",
     "gpu_slots",
     "handle_dead_worker",
     "launch",
+    "mark_invocation",
     "pid_alive",
     "recover_orphans",
     "visible_device",
@@ -151,6 +169,61 @@ def recover_orphans(study: optuna.Study, storage: Any, *, tracker: Any = None) -
     return recovered
 
 
+INVOCATION_TAG = "invocation/"
+"""Tag prefix on a study's MLflow parent run: one ``invocation/<host>/<pid>`` tag per
+`benchmark.study` process that ran the study (value 'running', 'ended' or 'gone'), so a later
+one can tell a parent run left RUNNING by a dead process from one still in use."""
+
+
+def _invocation_tag(pid: int | None = None) -> str:
+    host, _, own = worker_id(pid).rpartition(":")
+    return f"{INVOCATION_TAG}{host}/{own}"
+
+
+def mark_invocation(tracker: Any, parent_run_id: str, state: str) -> None:
+    """Record this process's use of the parent run: 'running' from the start, then 'ended'."""
+    with contextlib.suppress(Exception):  # bookkeeping: never a reason to stop a study
+        tracker.client.set_tag(parent_run_id, _invocation_tag(), state)
+
+
+def close_stale_parent(tracker: Any, parent_run_id: str | None) -> str | None:
+    """End a parent run left RUNNING by invocations that are all gone; the message saying so.
+
+    Stale means: RUNNING, and every invocation tagged 'running' on it is a process of this
+    machine that no longer exists (a launcher killed with SIGKILL, a crashed machine
+    rebooted). An invocation on another machine, or a parent run from before these tags,
+    cannot be judged from here and is left alone. The run is marked KILLED with a
+    ``stale_reason`` tag; a resumed study then marks it RUNNING again.
+    """
+    if tracker is None or not parent_run_id:
+        return None
+    try:
+        run = tracker.client.get_run(parent_run_id)
+    except Exception:
+        return None
+    if run.info.status != "RUNNING":
+        return None
+    running = [
+        key
+        for key, value in run.data.tags.items()
+        if key.startswith(INVOCATION_TAG) and value == "running"
+    ]
+    host = socket.gethostname()
+    gone = []
+    for key in running:
+        owner_host, _, pid = key.removeprefix(INVOCATION_TAG).rpartition("/")
+        if owner_host != host or not pid.isdigit() or pid_alive(int(pid)):
+            return None
+        gone.append(pid)
+    if not gone:
+        return None
+    reason = f"left RUNNING by process(es) {', '.join(gone)} on {host}, which are gone"
+    for key in running:
+        tracker.client.set_tag(parent_run_id, key, "gone")
+    tracker.end_study(parent_run_id, "KILLED", stale_reason=reason)
+    return f"closed the study's MLflow parent run {parent_run_id} as KILLED: {reason}"
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -228,7 +301,8 @@ def launch(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
     tick_seconds: float = 2.0,
 ) -> int:
-    """Run workers in `slots` until the budget is used; returns an exit code (130: Ctrl-C).
+    """Run workers in `slots` until the budget is used; returns an exit code (130: Ctrl-C,
+    143: SIGTERM, 129: SIGHUP, after every worker recorded its trial).
 
     A worker that dies has its running trial failed and re-queued and is replaced on the
     same slot (at most `2 * len(slots)` replacements, so a crash loop ends).
@@ -236,52 +310,37 @@ def launch(
     workers = [_start(spec, s) for s in slots]
     replacements = 0
     worst = 0
-    previous_term = _sigterm_as_interrupt()
-    try:
-        while workers:
-            for w in _wait_any(workers, tick_seconds):
-                workers.remove(w)
-                code = w.proc.exitcode
-                if code == 0:
-                    continue
-                reason = f"worker {w.owner} ({w.slot.label}) {_describe_exit(code)}"
-                failed = handle_dead_worker(
-                    study, storage, w.owner, reason, tracker=tracker, max_retry=spec.max_retry
-                )
-                if failed:
-                    log(f"{reason}; trial(s) {failed} failed and re-queued")
-                else:
-                    log(reason)
-                if code == 2:  # bad configuration: replacing it would fail the same way
-                    worst = max(worst, 2)
-                    continue
-                if _budget_left(study, spec) and replacements < 2 * len(slots):
-                    replacements += 1
-                    workers.append(_start(spec, w.slot))
-                    log(f"started replacement worker {workers[-1].owner} on {w.slot.label}")
-                else:
-                    worst = max(worst, 1)
-            if on_tick is not None:
-                on_tick()
-    except KeyboardInterrupt:
-        _shutdown(workers, study, storage, tracker, log)
-        return 130
-    finally:
-        if previous_term is not None:
-            signal.signal(signal.SIGTERM, previous_term)
+    with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
+        try:
+            while workers:
+                for w in _wait_any(workers, tick_seconds):
+                    workers.remove(w)
+                    code = w.proc.exitcode
+                    if code == 0:
+                        continue
+                    reason = f"worker {w.owner} ({w.slot.label}) {_describe_exit(code)}"
+                    failed = handle_dead_worker(
+                        study, storage, w.owner, reason, tracker=tracker, max_retry=spec.max_retry
+                    )
+                    if failed:
+                        log(f"{reason}; trial(s) {failed} failed and re-queued")
+                    else:
+                        log(reason)
+                    if code == 2:  # bad configuration: replacing it would fail the same way
+                        worst = max(worst, 2)
+                        continue
+                    if _budget_left(study, spec) and replacements < 2 * len(slots):
+                        replacements += 1
+                        workers.append(_start(spec, w.slot))
+                        log(f"started replacement worker {workers[-1].owner} on {w.slot.label}")
+                    else:
+                        worst = max(worst, 1)
+                if on_tick is not None:
+                    on_tick()
+        except KeyboardInterrupt as err:
+            _shutdown(workers, study, storage, tracker, log, err)
+            return interrupt_exit_code(err)
     return worst
-
-
-def _sigterm_as_interrupt() -> Any:
-    """SIGTERM (kill, a job scheduler) stops the study like Ctrl-C; returns the old handler."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread
-        return None
 
 
 def _budget_left(study: optuna.Study, spec: WorkerSpec) -> bool:
@@ -294,15 +353,24 @@ def _budget_left(study: optuna.Study, spec: WorkerSpec) -> bool:
 
 
 def _shutdown(
-    workers: list[_Worker], study: optuna.Study, storage: Any, tracker: Any, log: Callable
+    workers: list[_Worker],
+    study: optuna.Study,
+    storage: Any,
+    tracker: Any,
+    log: Callable,
+    err: KeyboardInterrupt,
 ) -> None:
-    """Forward one SIGINT, wait for the workers to record their trials, kill stragglers."""
+    """Forward the stop signal (SIGINT, SIGTERM or SIGHUP) once, wait for the workers to
+    record their trials, kill stragglers."""
     with contextlib.suppress(ValueError):  # ValueError: not the main thread
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    log(f"interrupted: stopping {len(workers)} worker(s)...")
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+    how = describe_interrupt(err)
+    forward = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+    log(f"interrupted ({how}): stopping {len(workers)} worker(s)...")
     for w in workers:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(w.proc.pid, signal.SIGINT)
+            os.kill(w.proc.pid, forward)
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for w in workers:
         w.proc.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -310,5 +378,5 @@ def _shutdown(
             w.proc.kill()
             w.proc.join()
         handle_dead_worker(
-            study, storage, w.owner, "interrupted (Ctrl-C)", tracker=tracker, retry=False
+            study, storage, w.owner, f"interrupted ({how})", tracker=tracker, retry=False
         )

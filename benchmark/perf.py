@@ -133,8 +133,8 @@ class PerfSettings:
         for flag, (value, low) in minimum.items():
             if value < low:
                 raise SettingsError(f"{flag} {value} is invalid: must be >= {low}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise SettingsError(f"--epochs {self.epochs} is invalid: must be > 0")
+        if self.epochs is not None and not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise SettingsError(f"--epochs {self.epochs} is invalid: must be > 0 and finite")
         if self.epoch_size is not None and self.epoch_size < self.batch_size:
             raise SettingsError(
                 f"--epoch-size {self.epoch_size} is smaller than one batch ({self.batch_size})"
@@ -921,7 +921,8 @@ def _parse_populations(text: str) -> tuple[int, ...]:
         ) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argparse parser."""
     d = PerfSettings()
     p = argparse.ArgumentParser(
         prog="python -m benchmark.perf",
@@ -965,7 +966,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 on bad settings or missing data."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         settings = PerfSettings(
             trainable=args.trainable,

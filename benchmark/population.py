@@ -27,6 +27,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmark.divergence import rule_for
 from benchmark.runner import MemberRun, score_members
 from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, refill
@@ -261,7 +262,9 @@ class _PopulationRunner:
                 continue
             self.beats.add(_trial_id(ctx.study, ctx.storage, trial.number))
             runs = [
-                MemberRun(variant, typed, seed, ctx.settings, ctx.data.split_note)
+                MemberRun(
+                    variant, typed, seed, ctx.settings, ctx.data.split_note, rule_for(ctx.data)
+                )
                 for seed in self.seeds
             ]
             index = [k * len(self.seeds) + j for j in range(len(self.seeds))]

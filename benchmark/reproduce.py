@@ -1078,11 +1078,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paper = EXPERIMENTS[args.experiment]
     try:
-        dataset = args.dataset or paper.dataset
+        dataset = paper.dataset if args.dataset is None else args.dataset
         if dataset not in DATASETS:
             raise SettingsError(f"--dataset {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
         settings = Settings(
-            epochs=args.epochs or paper.epochs,
+            epochs=paper.epochs if args.epochs is None else args.epochs,
             batch_size=args.batch_size,
             dataset=dataset,
             data_dir=args.data_dir,

@@ -13,6 +13,7 @@ import torch
 
 from benchmark import metrics
 from benchmark.data import Dataset, load_dataset
+from benchmark.divergence import DivergenceRule, rule_for
 from benchmark.evaluate import extra_metrics
 from benchmark.progress import Progress
 from benchmark.settings import Settings, SettingsError
@@ -177,9 +178,18 @@ class MemberRun:
     """
 
     def __init__(
-        self, variant: str, params: Any, seed: int, settings: Settings, split_note: str = ""
+        self,
+        variant: str,
+        params: Any,
+        seed: int,
+        settings: Settings,
+        split_note: str = "",
+        rule: DivergenceRule | None = None,
     ) -> None:
         self.settings = settings
+        self.rule = rule if rule is not None else DivergenceRule()
+        """When the run has diverged (benchmark.divergence; `rule_for(data)` adds the check of
+        the samples' scale against the data's)."""
         self.run = RunResult(variant, params.to_dict(), seed, "finished", split_note=split_note)
         self.epoch = 0
         self._g: list[np.ndarray] = []
@@ -205,25 +215,27 @@ class MemberRun:
         return self.last and self.settings.extra_metrics
 
     def add_epoch(self, result: EpochResult, index: int) -> bool:
-        """Record member `index`'s losses of one epoch; True when they are not finite (the
-        run is then 'diverged')."""
+        """Record member `index`'s losses of one epoch; True when they are not finite or have
+        exploded (the run is then 'diverged', see benchmark.divergence)."""
         self.epoch += 1
         g, d = result.g_losses[index], result.d_losses[index]
         self._g.append(g)
         self._d.append(d)
-        if not (np.isfinite(g).all() and np.isfinite(d).all()):
-            self.run.status, self.run.reason = "diverged", f"non-finite loss in epoch {self.epoch}"
+        reason = self.rule.losses(g, d, self.epoch)
+        if reason is not None:
+            self.run.status, self.run.reason = "diverged", reason
             return True
         return False
 
     def add_scores(self, scores: dict[str, float]) -> bool:
         """Record the scores of the epoch just trained; True when its samples were not finite
-        (`score_members` then leaves the distances out and the run is 'diverged')."""
+        (`score_members` then leaves the distances out) or far off the data's scale (the run
+        is then 'diverged', see benchmark.divergence)."""
         scores["epoch"] = float(self.epoch)
         self.run.history.append(scores)
-        if "sliced_w2" not in scores:
-            self.run.status = "diverged"
-            self.run.reason = f"non-finite samples in epoch {self.epoch}"
+        reason = self.rule.scores(scores, self.epoch)
+        if reason is not None:
+            self.run.status, self.run.reason = "diverged", reason
             return True
         return False
 
@@ -256,13 +268,14 @@ def train_run(
     """Train one seed of one configuration for `settings.epochs`, scoring as configured.
 
     `on_epoch(epoch, metrics)` is called after every scored epoch; returning True stops the
-    run (status 'stopped'). A non-finite loss ends it with status 'diverged'.
+    run (status 'stopped'). A run that diverges (non-finite or exploding losses, samples far
+    off the data's scale: benchmark.divergence) ends with status 'diverged'.
     """
     typed = params_class(variant).from_mapping(params)
     trainable = build(
         variant, [typed], data, seeds=[seed], device=device, batch_size=settings.batch_size
     )
-    member = MemberRun(variant, typed, seed, settings, data.split_note)
+    member = MemberRun(variant, typed, seed, settings, data.split_note, rule_for(data))
     bar = Progress(settings.epochs, f"{variant} seed {seed}") if progress else None
     while not member.last:
         result = trainable.train_epoch()

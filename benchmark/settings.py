@@ -44,20 +44,19 @@ class Settings:
     """auto, cpu, cuda or cuda:N."""
 
     def __post_init__(self) -> None:
-        checks = {
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 2,
-            "seeds": self.seeds >= 1,
-            "heldout_size": self.heldout_size >= 10,
-            "n_eval": self.n_eval >= 10,
-            "eval_every": self.eval_every >= 1,
+        bounds = {
+            "epochs": 1,
+            "batch_size": 2,
+            "seeds": 1,
+            "heldout_size": 10,
+            "n_eval": 10,
+            "eval_every": 1,
+            "train_size": 1,
         }
-        for name, ok in checks.items():
-            if not ok:
-                bound = (
-                    2 if name == "batch_size" else 10 if name in ("heldout_size", "n_eval") else 1
-                )
-                raise SettingsError(f"{name}={getattr(self, name)} is invalid; must be >= {bound}")
+        for name, bound in bounds.items():
+            value = getattr(self, name)
+            if value is not None and value < bound:
+                raise SettingsError(f"{name}={value} is invalid; must be >= {bound}")
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (None values are ignored)."""

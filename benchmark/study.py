@@ -16,11 +16,14 @@ journal file is refused before anything is written (--repair-journal keeps its r
 One worker runs in this process; ``--workers N`` or ``--gpus`` start worker processes (see
 `benchmark.launcher`) that share the study. A dead worker's trial is failed and re-queued.
 ``--population P`` makes each worker train P trials at once as one batched population (see
-`benchmark.population`). Ctrl-C (or SIGTERM) records the running trials as FAIL and their
-MLflow runs as KILLED.
+`benchmark.population`). Ctrl-C, SIGTERM (kill, a job scheduler) and SIGHUP (a closed
+terminal) stop the study the same way: the running trials are recorded FAIL (reason
+'interrupted', 'interrupted (SIGTERM)', ...), their MLflow runs and the parent run KILLED,
+best.json written. Worker processes die with their launcher, even one killed by SIGKILL; the
+next invocation then closes the parent run such a launcher left RUNNING.
 
 Exit codes: 0 done (some trials may be pruned or failed), 1 workers kept failing, 2 bad
-input (nothing stored is changed), 130 interrupted.
+input (nothing stored is changed), 130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ RESULTS_DIR = Path("results") / "studies"
 OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
+INTERRUPTED_CODES = (130, 143, 129)
+"""Exit codes of a stopped study: Ctrl-C (SIGINT), SIGTERM, SIGHUP (128 + the signal)."""
 PARENT_WAIT_SECONDS = 120.0
 """How long an invocation that did not create the study waits for its MLflow parent run."""
 
@@ -683,10 +688,25 @@ def run_plan(
     """
     import optuna
 
-    from benchmark.launcher import cpu_slots, gpu_slots, launch, recover_orphans, warm_up
+    from benchmark.launcher import (
+        close_stale_parent,
+        cpu_slots,
+        gpu_slots,
+        launch,
+        mark_invocation,
+        recover_orphans,
+        warm_up,
+    )
     from benchmark.runner import load_data, resolve_device
     from benchmark.tracking import connect
-    from benchmark.worker import WorkerSpec, open_storage, repair_journal, run_worker
+    from benchmark.worker import (
+        WorkerSpec,
+        interrupt_exit_code,
+        open_storage,
+        repair_journal,
+        run_worker,
+        signals_as_interrupt,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if plan.repair_journal:
@@ -702,7 +722,12 @@ def run_plan(
     device_spec = plan.settings.device if in_process else "cpu"
     data = load_data(plan.settings, resolve_device(device_spec))  # DataError: exit 2
     tracker = connect(plan.tracking_uri)  # TrackingError: exit 2
+    if attrs is not None:
+        stale = close_stale_parent(tracker, attrs.get("mlflow_parent_run_id"))
+        if stale:
+            print(stale, file=sys.stderr)
     study, parent, resumed = _open_study(plan, storage, tracker)
+    mark_invocation(tracker, parent, "running")
     if resumed:
         print(f"resuming study {plan.study_name!r}", file=sys.stderr)
     recovered = recover_orphans(study, storage, tracker=tracker)
@@ -730,28 +755,35 @@ def run_plan(
     progress.update()
     code = 0
     try:
-        if in_process:
-            code = run_worker(spec, on_trial_end=progress.update, data=data, tracker=tracker)
-        else:
-            slots = (
-                gpu_slots(plan.gpus, plan.workers)
-                if plan.gpus is not None
-                else cpu_slots(plan.workers)
-            )
-            code = launch(
-                spec, slots, study=study, storage=storage, tracker=tracker, on_tick=progress.update
-            )
-    except KeyboardInterrupt:
-        code = 130
+        with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
+            if in_process:
+                code = run_worker(spec, on_trial_end=progress.update, data=data, tracker=tracker)
+            else:
+                slots = (
+                    gpu_slots(plan.gpus, plan.workers)
+                    if plan.gpus is not None
+                    else cpu_slots(plan.workers)
+                )
+                code = launch(
+                    spec,
+                    slots,
+                    study=study,
+                    storage=storage,
+                    tracker=tracker,
+                    on_tick=progress.update,
+                )
+    except KeyboardInterrupt as err:
+        code = interrupt_exit_code(err)
     progress.update()
     _close_stale_runs(tracker, parent, study)
     path = write_best(plan, study, parent, tracker.tracking_uri)
-    status = {0: "FINISHED", 130: "KILLED"}.get(code, "FAILED")
+    status = "FINISHED" if code == 0 else "KILLED" if code in INTERRUPTED_CODES else "FAILED"
     tracker.client.log_artifact(parent, str(path))
     _log_best_metrics(tracker, parent, path)
+    mark_invocation(tracker, parent, "ended")
     tracker.end_study(parent, status)
     _print_best(plan, path, json.loads(path.read_text())["best"])
-    if code == 130:
+    if code in INTERRUPTED_CODES:
         print(
             "interrupted: the running trial(s) were recorded as FAIL; re-run to resume",
             file=sys.stderr,
@@ -817,7 +849,8 @@ def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 for bad input, 130 for Ctrl-C)."""
+    """CLI entry point; returns the exit code (2 for bad input, 130/143/129 when stopped by
+    Ctrl-C/SIGTERM/SIGHUP)."""
     from benchmark.data import DataError
     from benchmark.settings import SettingsError
     from benchmark.tracking import TrackingError

@@ -17,7 +17,7 @@ from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import ParamError
 from benchmark.trainables import VARIANTS, params_class
 
-__all__ = ["main", "parse_overrides"]
+__all__ = ["build_parser", "main", "parse_overrides"]
 
 COLUMNS = (
     ("epoch", "epoch", "{:>5.0f}"),
@@ -46,7 +46,8 @@ def parse_overrides(
     return out
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argparse parser."""
     p = argparse.ArgumentParser(
         prog="python -m benchmark.train",
         description="Train one GAN variant once and write its metrics, samples and loss curves.",
@@ -105,7 +106,7 @@ def _print_reference(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         cls = params_class(args.trainable)
         if args.list_params:

@@ -41,12 +41,15 @@ __all__ = [
     "FINISHED_STATES",
     "INTERMEDIATE_METRIC",
     "FarBehindRule",
+    "Interrupted",
     "StorageError",
     "WorkerSpec",
     "acquire_trial",
     "budget_counts",
     "check_journal",
+    "describe_interrupt",
     "fail_and_retry",
+    "interrupt_exit_code",
     "is_in_memory_sqlite",
     "main",
     "make_pruner",
@@ -57,7 +60,9 @@ __all__ = [
     "repair_journal",
     "room_left",
     "run_worker",
+    "signals_as_interrupt",
     "storage_kind",
+    "watch_launcher",
     "worker_id",
 ]
 
@@ -806,30 +811,149 @@ def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict
         )
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a study cleanly: Ctrl-C, kill / a job scheduler, a closed terminal."""
+_LAUNCHER_GONE: list[str] = []
+"""Set (to the launcher's description) by the watcher thread of a worker whose launcher died."""
+_STOPPING = threading.Event()
+"""Set once SIGTERM or SIGHUP has raised `Interrupted` in this process."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread and handled as Ctrl-C is."""
+
+    def __init__(self, signum: int, why: str | None = None) -> None:
+        self.signum = signum
+        self.why = why or signal.Signals(signum).name
+        super().__init__(self.why)
+
+
+def interrupt_exit_code(err: KeyboardInterrupt) -> int:
+    """128 + the signal number: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (err.signum if isinstance(err, Interrupted) else signal.SIGINT)
+
+
+def describe_interrupt(err: BaseException | None) -> str:
+    """'Ctrl-C', 'SIGTERM', 'SIGHUP' or 'launcher PID is gone', for reasons and messages."""
+    return err.why if isinstance(err, Interrupted) else "Ctrl-C"
+
+
 @contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold SIGINT until the block ends (then it raises KeyboardInterrupt as usual)."""
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Interrupted` (a KeyboardInterrupt) while the block runs, so
+    they stop a study as Ctrl-C does. After SIGHUP, stdout and stderr that were a terminal
+    (now gone) go to /dev/null, so the bookkeeping that follows cannot fail on them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    ttys = [fd for fd in (1, 2) if _isatty(fd)]
+
+    def interrupt(signum: int, frame: Any) -> None:
+        _STOPPING.set()
+        if signum == signal.SIGHUP:
+            _detach_from_terminal(ttys)
+        raise Interrupted(signum, _LAUNCHER_GONE[0] if _LAUNCHER_GONE else None)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _detach_from_terminal(fds: Sequence[int]) -> None:
+    if not fds:
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        for fd in fds:
+            os.dup2(null, fd)
+        os.close(null)
+
+
+def watch_launcher(grace_seconds: float = 60.0) -> None:
+    """Stop this worker process when its launcher dies (SIGKILL, OOM, a crash).
+
+    A worker's parent is the launcher's fork server, not the launcher, so PR_SET_PDEATHSIG
+    would fire only when the fork server exits; instead a thread waits on the pipe that
+    multiprocessing keeps open from the launcher itself (`parent_process().sentinel`, at EOF
+    once no launcher holds it). Then SIGTERM is raised in this process, which records its
+    trials FAIL ('interrupted (launcher PID is gone)') as on Ctrl-C. SIGTERM is sent again
+    each second until it is acted on (one that lands while a trial's bookkeeping ignores it is
+    lost); after `grace_seconds` the process exits regardless.
+    """
+    import multiprocessing
+    import multiprocessing.connection
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        _LAUNCHER_GONE.append(f"launcher {parent.pid} is gone")
+        deadline = time.monotonic() + grace_seconds
+        while time.monotonic() < deadline:
+            if not _STOPPING.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends, then act on the first one that
+    came (KeyboardInterrupt / Interrupted as usual).
+
+    The handlers are swapped, not the signal mask: a process-directed signal that the main
+    thread blocks is delivered to another thread, and Python runs its handler anyway.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        pending.append(signum)
+
+    previous = {s: signal.signal(s, hold) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(pending[0])
 
 
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT, SIGTERM and SIGHUP while the block runs (a second stop request must not
+    cut a trial's bookkeeping short)."""
     try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread: signals are not ours to change
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any, str]:
@@ -890,13 +1014,16 @@ def close_trial(
 
 
 def interrupt_trial(ctx: WorkerContext, trial: optuna.Trial, run_id: str | None) -> None:
-    """Ctrl-C: the trial is recorded FAIL (reason 'interrupted'), its MLflow run KILLED."""
+    """Ctrl-C (or SIGTERM, SIGHUP, the launcher's death): the trial is recorded FAIL (reason
+    'interrupted', or 'interrupted (SIGTERM)' etc.), its MLflow run KILLED. Call it while
+    handling the KeyboardInterrupt (it reads which signal it was)."""
+    how = describe_interrupt(sys.exc_info()[1])
     with _sigint_ignored():  # a second Ctrl-C must not cut the bookkeeping short
         with contextlib.suppress(Exception):
-            trial.set_user_attr("reason", "interrupted")
+            trial.set_user_attr("reason", "interrupted" + ("" if how == "Ctrl-C" else f" ({how})"))
         if run_id is not None:
             with contextlib.suppress(Exception):
-                ctx.tracker.end_trial(run_id, "INTERRUPTED", "interrupted (Ctrl-C)")
+                ctx.tracker.end_trial(run_id, "INTERRUPTED", f"interrupted ({how})")
         with contextlib.suppress(Exception):
             ctx.study.tell(trial, state=TrialState.FAIL)
 
@@ -1074,6 +1201,7 @@ def process_main(spec_json: str, env: Mapping[str, str], cwd: str) -> None:
     os.chdir(cwd)
     os.setpgrp()  # a terminal's Ctrl-C reaches only the launcher, which forwards it once
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    watch_launcher()  # a worker never outlives its launcher
     sys.exit(main([spec_json]))
 
 
@@ -1085,9 +1213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     spec = WorkerSpec.from_json(args[0])
     try:
-        return run_worker(spec)
-    except KeyboardInterrupt:
-        return 130
+        with signals_as_interrupt():
+            return run_worker(spec)
+    except KeyboardInterrupt as err:
+        return interrupt_exit_code(err)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -115,9 +116,9 @@ def test_compose_services_images_ports_and_credentials(compose):
         assert service.get("image") or service.get("build"), f"{name}: no image and no build"
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
-    password = env_example()["POSTGRES_PASSWORD"]
-    assert password not in (DOCKER / "compose.yaml").read_text()  # only in the env file
-    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == password
+    # the password: a secret file, never in compose.yaml or .env (see test_compose_passes_...)
+    assert "POSTGRES_PASSWORD" not in services["postgres"]["environment"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == SECRET_PATH
     mlflow = services["mlflow"]["command"]
     assert mlflow[:2] == ["mlflow", "server"] and "--serve-artifacts" in mlflow
     backend = mlflow[mlflow.index("--backend-store-uri") + 1]
@@ -134,9 +135,7 @@ def test_compose_worker_runs_a_valid_study_command_on_the_servers(compose):
     assert command[:3] == ["python", "-m", "benchmark.study"]
     args = study_cli.build_parser().parse_args(command[3:])  # SystemExit on an unknown flag
     assert storage_kind(args.storage) == "rdb"
-    assert (
-        args.storage == "postgresql+psycopg://mixbench:change0this0password@postgres:5432/optuna"
-    )
+    assert args.storage == "postgresql+psycopg://mixbench@postgres:5432/optuna"  # no password
     assert args.tracking_uri == "http://mlflow:5000"
     assert args.gpus is None and args.workers is None  # one in-process worker per replica
     plan_args = [*command[3:]]
@@ -159,6 +158,7 @@ def test_compose_worker_entrypoint_gives_each_replica_its_own_gpu(compose, tmp_p
         "#!/bin/sh\n"
         'if [ "$1" = "-c" ]; then echo 2; exit 0; fi\n'
         'echo "$CUDA_VISIBLE_DEVICES" > "$REPORT.$$"\n'
+        'echo "$PGPASSWORD" > "$REPORT-password.$$"\n'
         "n=0\n"  # hold the GPU lock until $GO exists (at most 60 s)
         'while [ ! -e "$GO" ] && [ "$n" -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done\n'
     )
@@ -166,12 +166,16 @@ def test_compose_worker_entrypoint_gives_each_replica_its_own_gpu(compose, tmp_p
     locks = tmp_path / "locks"
     locks.mkdir()
     go = tmp_path / "go"
+    secret = tmp_path / "postgres_password"
+    secret.write_text("0123456789abcdef\n")
     env = {
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "GPU_LOCK_DIR": str(locks),
         "REPORT": str(tmp_path / "gpu"),
         "GO": str(go),
+        "MIXBENCH_WITH_PASSWORD": str(DOCKER / "with-password.sh"),
+        "POSTGRES_PASSWORD_FILE": str(secret),
     }
     argv = [*entry, *compose["services"]["worker"]["command"]]
     procs: list[subprocess.Popen] = []
@@ -186,8 +190,127 @@ def test_compose_worker_entrypoint_gives_each_replica_its_own_gpu(compose, tmp_p
     assert third.returncode == 2
     assert "all 2 GPU(s) of this machine are taken" in third.stderr
     assert sorted(p.read_text().strip() for p in tmp_path.glob("gpu.*")) == ["0", "1"]
+    passwords = [p.read_text().strip() for p in tmp_path.glob("gpu-password.*")]
+    assert passwords == ["0123456789abcdef"] * 2  # from the secret file, through the env
     assert [p.returncode for p in procs] == [0, 0]
     assert sorted(log.split(": ", 1)[1].strip() for log in logs) == ["GPU 0 of 2", "GPU 1 of 2"]
+
+
+SECRET_PATH = "/run/secrets/postgres_password"
+WITH_PASSWORD = "/mixbench/with-password.sh"
+DATABASE_SERVICES = ("postgres", "db-init", "mlflow", "optuna-dashboard", "worker")
+
+
+def test_compose_guards_every_variable_with_a_default_or_an_error():
+    """A variable missing from docker/.env stops Compose naming it (`${VAR:?...}`) or takes a
+    safe default (`${BIND_ADDRESS:-127.0.0.1}`): never an empty host address or URL part."""
+    text = (DOCKER / "compose.yaml").read_text()
+    uses = [m for m in _VAR.finditer(text) if m.group(0) != "$$"]
+    assert uses
+    for m in uses:
+        name, op = m.group(1) or m.group(3), m.group(2)
+        assert op in (":?", ":-"), f"{m.group(0)} has neither a default nor a :? guard"
+        if op == ":-":
+            assert (name, m.group(0)) == ("BIND_ADDRESS", "${BIND_ADDRESS:-127.0.0.1}")
+    assert "${BIND_ADDRESS:-127.0.0.1}:" in text
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+def test_compose_passes_the_password_only_as_a_secret_file(compose):
+    """No command line, entrypoint, healthcheck or environment (what `ps` and `docker inspect`
+    show) holds a password: the database URLs have none, the password is a secret file that
+    with-password.sh turns into PGPASSWORD for libpq."""
+    text = (DOCKER / "compose.yaml").read_text()
+    assert "POSTGRES_PASSWORD}" not in text and "POSTGRES_PASSWORD:" not in text
+    assert "PGPASSWORD:" not in text  # no password variable in any service's environment
+    assert compose["secrets"] == {"postgres_password": {"file": "./postgres_password"}}
+    urls = []
+    for name, service in compose["services"].items():
+        shown = [
+            *_strings(service.get("command", [])),
+            *_strings(service.get("entrypoint", [])),
+            *_strings(service.get("healthcheck", {})),
+            *_strings(service.get("environment", {})),
+        ]
+        for item in shown:
+            urls += re.findall(r"postgres(?:ql)?(?:\+\w+)?://[^\s'\"]+", item)
+            assert "change0this0password" not in item, f"{name}: example password in {item!r}"
+        if name in DATABASE_SERVICES:
+            assert service["secrets"] == ["postgres_password"], f"{name}: no password secret"
+            entry = service["entrypoint"]
+            starts = entry[:2] == ["sh", WITH_PASSWORD] or (
+                name == "worker"
+                and f'exec sh "${{MIXBENCH_WITH_PASSWORD:-{WITH_PASSWORD}}}"' in entry[2]
+            )
+            assert starts, f"{name} does not start through with-password.sh: {entry}"
+            assert f"./with-password.sh:{WITH_PASSWORD}:ro" in service["volumes"]
+    assert len(urls) == 3  # mlflow's backend, the dashboard's storage, the workers' storage
+    for url in urls:
+        user_info = url.split("://", 1)[1].split("@", 1)[0]
+        assert "@" in url and ":" not in user_info, f"password in {url}"
+    assert compose["services"]["postgres"]["entrypoint"][2] == "docker-entrypoint.sh"
+
+
+def _with_password(shell: str, secret: Path | None, *command: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    if secret is not None:
+        env["POSTGRES_PASSWORD_FILE"] = str(secret)
+    return subprocess.run(
+        [shell, str(DOCKER / "with-password.sh"), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("change0this0password\n", "is the example password"),
+        ("", "is empty"),
+        ("\n", "is empty"),
+        ("s3cret pass word\n", "characters other than letters and digits"),
+        ("pass:word@host1234\n", "characters other than letters and digits"),
+        ("line1abcdefgh\nline2abcdefgh\n", "characters other than letters and digits"),
+        ("short1\n", "shorter than 12 characters"),
+        (None, "cannot read the database password file"),
+    ],
+)
+def test_with_password_refuses_a_missing_empty_example_or_unsafe_password(
+    tmp_path, shell, content, message
+):
+    secret = tmp_path / "postgres_password"
+    if content is not None:
+        secret.write_text(content)
+    ran = tmp_path / "ran"
+    proc = _with_password(shell, secret, "touch", str(ran))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "docker/postgres_password" in proc.stderr
+    assert not ran.exists()  # the service's command never started
+    if content and content.strip():
+        assert content.strip().splitlines()[0] not in proc.stderr  # the password is not echoed
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_with_password_hands_a_good_password_to_the_command_as_pgpassword(tmp_path, shell):
+    secret = tmp_path / "postgres_password"
+    secret.write_text("0123456789abcdefABCDEF\n")
+    script = 'printf "%s %s\\n" "$PGPASSWORD" "$1"'
+    proc = _with_password(shell, secret, "sh", "-c", script, "sh", "the argument")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "0123456789abcdefABCDEF the argument\n"
+    assert _with_password(shell, secret).returncode == 2  # no command: usage
 
 
 def test_dockerfile_installs_mixbench_like_ci_on_a_cuda_image_as_non_root():
@@ -254,6 +377,32 @@ def study_db(pg: PostgresServer):
         yield name, url
     finally:
         pg.drop_database(name)
+
+
+def test_a_url_without_password_reaches_postgres_through_with_password(pg, study_db, tmp_path):
+    """What the compose services do: with-password.sh reads the secret file, and a database
+    URL with no password opens the real Optuna storage (libpq takes PGPASSWORD)."""
+    _, url = study_db
+    parts = urllib.parse.urlsplit(url)
+    if not (parts.password or "").isalnum():
+        pytest.skip("this server's password is not letters and digits")
+    secret = tmp_path / "postgres_password"
+    secret.write_text(parts.password + "\n")
+    bare = urllib.parse.urlunsplit(
+        parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}")
+    )
+    assert parts.password not in bare
+    opener = (
+        "import sys; from benchmark.worker import open_storage; "
+        "open_storage(sys.argv[1], heartbeat=False); print('opened')"
+    )
+    ok = _with_password("sh", secret, sys.executable, "-c", opener, bare)
+    assert ok.returncode == 0 and "opened" in ok.stdout, ok.stderr
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    without = subprocess.run(
+        [sys.executable, "-c", opener, bare], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert without.returncode != 0 and "password" in without.stderr
 
 
 def trials_by_sql(pg: PostgresServer, database: str, study: str) -> list[dict[str, Any]]:
