@@ -40,7 +40,6 @@ from benchmark.worker import (
     _trial_id,
     _wait_for_running,
     close_trial,
-    intermediate_metric,
     interrupt_trial,
     log_epoch,
     objective_values,
@@ -295,7 +294,7 @@ class _PopulationRunner:
             members=picked,
         )
         rows = iter(scores)
-        metric = intermediate_metric(self.ctx.spec.objective)
+        metric = self.ctx.metric
         multi = len(self.seeds) > 1
         for k, slot in zip(due, slots):
             assert slot is not None

@@ -1348,21 +1348,27 @@ def _samples(ctx: _Context) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
+    from benchmark.cli import HelpFormatter
     from benchmark.study import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.report",
         description="Tables and figures of a study, with bootstrap CIs over seeds.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--study", required=True, help="study name (as printed by benchmark.study)")
     p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"Optuna storage (default {DEFAULT_STORAGE})"
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="Optuna storage: a journal file or a database URL",
     )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: the study's own)"
     )
     p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="parent folder; the report goes to OUT/<study>/"
+        "--out",
+        default=None,
+        help=f"folder the report is written into (default: {DEFAULT_OUT}/<study>)",
     )
     return p
 
@@ -1376,7 +1382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    folder = Path(args.out) / args.study
+    folder = Path(args.out) if args.out is not None else DEFAULT_OUT / args.study
     md, page = build_report(data, folder)
     print(f"{args.study}: {len(data.complete())} complete trial(s) of {len(data.trials)}")
     for note in dict.fromkeys(data.notes):

@@ -28,12 +28,14 @@ from urllib.parse import urlparse
 
 __all__ = [
     "EXPERIMENT",
+    "RUN_LABELS",
     "TRIAL_STATUS",
     "Tracker",
     "TrackingError",
     "connect",
     "default_tracking_uri",
     "environment_tags",
+    "run_label",
 ]
 
 EXPERIMENT = "mixbench"
@@ -47,6 +49,18 @@ TRIAL_STATUS = {
 }
 """MLflow run status of a trial run by the trial's outcome (the tag ``state`` keeps the
 outcome itself, ``reason`` says why a run was pruned, failed or interrupted)."""
+
+RUN_LABELS = {"PRUNED": "pruned", "FAIL": "failed", "INTERRUPTED": "interrupted"}
+"""Suffix of an ended trial run's name by outcome, e.g. 'study/trial-3 (pruned)'; a pruned
+trial that diverged gets '(diverged)'. Complete runs keep their plain name."""
+
+
+def run_label(outcome: str, reason: str | None = None) -> str | None:
+    """The run-name suffix of a trial run that ended with `outcome` (None: no suffix)."""
+    if outcome == "PRUNED" and reason == "diverged":
+        return "diverged"
+    return RUN_LABELS.get(outcome)
+
 
 _PACKAGES = ("torch", "optuna", "mlflow", "pot", "numpy", "scipy")
 _PARAM_MAX = 6000  # MLflow's limit on a param value's length
@@ -274,12 +288,17 @@ class Tracker:
         """
         if outcome not in TRIAL_STATUS:
             raise ValueError(f"outcome={outcome!r}; valid: {', '.join(TRIAL_STATUS)}")
-        if self.client.get_run(run_id).info.status != "RUNNING":
+        info = self.client.get_run(run_id).info
+        if info.status != "RUNNING":
             return
         tags = {"state": outcome}
         if reason:
             tags["reason"] = reason[:5000]
         self.set_tags(run_id, tags)
+        label = run_label(outcome, reason)
+        if label and info.run_name and not info.run_name.endswith(f" ({label})"):
+            # MLflow shows a pruned run as KILLED, like a crash: the name tells them apart
+            self.client.update_run(run_id, name=f"{info.run_name} ({label})")
         self.client.set_terminated(run_id, status=TRIAL_STATUS[outcome])
 
     def close_stale_trials(

@@ -63,7 +63,10 @@ def compare_report(compare_study):
     workers already ran for real, and a second interpreter would only repeat imports)."""
     folder, storage = compare_study
     out = folder / "reports"
-    assert report.main(["--study", "tiny", "--storage", str(storage), "--out", str(out)]) == 0
+    assert (
+        report.main(["--study", "tiny", "--storage", str(storage), "--out", str(out / "tiny")])
+        == 0
+    )
     study = optuna.load_study(
         study_name="tiny", storage=report.open_existing_storage(str(storage))
     )
@@ -174,7 +177,9 @@ def _synthetic_pareto(path: Path) -> tuple[str, list[tuple[int, tuple[float, flo
 
 def test_pareto_study_without_mlflow(tmp_path, capsys):
     url, points = _synthetic_pareto(tmp_path / "syn.db")
-    code = report.main(["--study", "syn", "--storage", url, "--out", str(tmp_path / "out")])
+    code = report.main(
+        ["--study", "syn", "--storage", url, "--out", str(tmp_path / "out" / "syn")]
+    )
     assert code == 0
     out = tmp_path / "out" / "syn"
     for name in ("pareto.png", "importance_realmix.png", "contour_realmix_p_mix_alpha.png",
@@ -233,7 +238,7 @@ def test_noise_objective_picks_and_judges_by_its_own_metric(tmp_path):
                 user_attrs={"seeds": seeds, "config": {"trainable": "realmix", "params": {}}},
             )  # fmt: skip
         )
-    assert report.main(["--study", "nz", "--storage", url, "--out", str(tmp_path)]) == 0
+    assert report.main(["--study", "nz", "--storage", url, "--out", str(tmp_path / "nz")]) == 0
     with (tmp_path / "nz" / "summary.csv").open() as handle:
         rows = {r["metric"]: r for r in csv.DictReader(handle)}
     assert rows["w1_noise"]["trial"] == "1" and float(rows["w1_noise"]["mean"]) == 2.1

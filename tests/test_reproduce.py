@@ -93,7 +93,7 @@ def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
     proc = subprocess.run(
         [sys.executable, "-m", "benchmark.reproduce", "realmix-paper", "--epochs", "2",
          "--seeds", "2", "--data-dir", str(shared_data_dir), "--train-size", "256",
-         "--n-eval", "100", "--device", "cpu", "--out", str(tmp_path)],
+         "--n-eval", "100", "--device", "cpu", "--out", str(tmp_path / "realmix-paper")],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
