@@ -51,12 +51,12 @@ TRIAL_STATUS = {
 outcome itself, ``reason`` says why a run was pruned, failed or interrupted)."""
 
 RUN_LABELS = {"PRUNED": "pruned", "FAIL": "failed", "INTERRUPTED": "interrupted"}
-"""Suffix of an ended trial run's name by outcome, e.g. 'study/trial-3 (pruned)'; a pruned
-trial that diverged gets '(diverged)'. Complete runs keep their plain name."""
+"""Label put before an ended trial run's name by outcome, e.g. 'pruned: study/trial-3'; a
+pruned trial that diverged gets 'diverged: '. Complete runs keep their plain name."""
 
 
 def run_label(outcome: str, reason: str | None = None) -> str | None:
-    """The run-name suffix of a trial run that ended with `outcome` (None: no suffix)."""
+    """The run-name label of a trial run that ended with `outcome` (None: no label)."""
     if outcome == "PRUNED" and reason == "diverged":
         return "diverged"
     return RUN_LABELS.get(outcome)
@@ -296,9 +296,10 @@ class Tracker:
             tags["reason"] = reason[:5000]
         self.set_tags(run_id, tags)
         label = run_label(outcome, reason)
-        if label and info.run_name and not info.run_name.endswith(f" ({label})"):
+        if label and info.run_name and not info.run_name.startswith(f"{label}: "):
             # MLflow shows a pruned run as KILLED, like a crash: the name tells them apart
-            self.client.update_run(run_id, name=f"{info.run_name} ({label})")
+            # (first, since the UI's run-name column cuts long names short)
+            self.client.update_run(run_id, name=f"{label}: {info.run_name}")
         self.client.set_terminated(run_id, status=TRIAL_STATUS[outcome])
 
     def close_stale_trials(
