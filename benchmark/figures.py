@@ -28,6 +28,7 @@ __all__ = [
     "contour_plot",
     "effects_plot",
     "expected_best_plot",
+    "log_ticks",
     "loss_curves",
     "metric_curves",
     "pareto_plot",
@@ -512,7 +513,7 @@ def pareto_plot(
     return _save(fig, path)
 
 
-def _log_ticks(axis: Any) -> None:
+def log_ticks(axis: Any) -> None:
     """Readable ticks on a log axis: labels at 1, 2 and 5 x 10^k written as plain numbers,
     unlabelled minor ticks (matplotlib's default labels every minor tick of a short range in
     scientific notation, and they overlap)."""
@@ -563,7 +564,7 @@ def slice_plot(
     fig.colorbar(sc, ax=ax, label=label)
     if log:
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
+        log_ticks(ax.xaxis)
     ax.set_xlabel(param_name)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{ylabel} vs {param_name}")
@@ -615,10 +616,10 @@ def contour_plot(
     fig.colorbar(sc, ax=ax, label=zlabel)
     if log_x:
         ax.set_xscale("log")
-        _log_ticks(ax.xaxis)
+        log_ticks(ax.xaxis)
     if log_y:
         ax.set_yscale("log")
-        _log_ticks(ax.yaxis)
+        log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{zlabel} over {xlabel} and {ylabel}")

@@ -133,6 +133,18 @@ def test_every_figure_is_a_png_embedded_in_the_html(compare_report):
     assert all(s.startswith("data:image/png;base64,") for s in sources)
 
 
+def test_real_samples_are_shown_beside_the_generated_ones(compare_report):
+    """The samples section starts with real held-out data drawn the same way (ring8 here:
+    the generated held-out points, identical to what the study scored against)."""
+    out, _ = compare_report
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Samples of the best trials")[1]
+    generated = re.search(r"\(samples_(?!real)\w+\.png\)", section)
+    assert generated and section.index("(samples_real.png)") < generated.start()
+    assert "Real ring8 images from the held-out split" in section
+    assert (out / "samples_real.png").read_bytes().startswith(PNG)
+
+
 def _synthetic_pareto(path: Path) -> tuple[str, list[tuple[int, tuple[float, float]]]]:
     """A pareto study of 8 complete RealMix trials (2 seeds each) and one pruned trial, with
     a tracking URI that does not exist."""
