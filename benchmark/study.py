@@ -704,7 +704,10 @@ def _print_next(plan: StudyPlan, tracking_uri: str) -> None:
         print(f"      MLflow: {tracking_uri} (the tracking server's UI)")
     else:
         print(f"      MLflow: mlflow ui --backend-store-uri {tracking_uri}")
-    print("      (open http://127.0.0.1:5000, Experiments > mixbench > Runs; see README)")
+    print(
+        "      (at http://127.0.0.1:5000 click Model training, Experiments, mixbench, then +"
+        " beside the study's run; see README)"
+    )
     if plan.storage.endswith(JOURNAL_SUFFIXES) or plan.storage.startswith("sqlite:"):
         print(f"      Optuna dashboard: optuna-dashboard {plan.storage}")
     if plan.settings.seeds == 1:

@@ -51,7 +51,7 @@ TRIAL_STATUS = {
 outcome itself, ``reason`` says why a run was pruned, failed or interrupted)."""
 
 RUN_LABELS = {"PRUNED": "pruned", "FAIL": "failed", "INTERRUPTED": "interrupted"}
-"""Label put before an ended trial run's name by outcome, e.g. 'pruned: study/trial-3'; a
+"""Label put before an ended trial run's name by outcome, e.g. 'pruned: trial-3 <study>'; a
 pruned trial that diverged gets 'diverged: '. Complete runs keep their plain name."""
 
 
@@ -241,7 +241,8 @@ class Tracker:
         """Create a trial's run nested under the study's parent run; returns its run id."""
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{study_name}/trial-{number}",
+            # the trial number first: MLflow's runs table cuts long names short
+            run_name=f"trial-{number} {study_name}",
             tags={
                 "mlflow.parentRunId": parent_run_id,
                 "study": study_name,

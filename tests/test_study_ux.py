@@ -161,11 +161,11 @@ def test_pruned_trials_carry_the_objectives_w1(env, monkeypatch):
         assert {s + 1: v for s, v in t.intermediate_values.items()} == logged
         if t.state == TrialState.COMPLETE:
             assert t.value == t.intermediate_values[1] == t.user_attrs["final"]["w1"]
-            assert run.info.run_name == f"{NAME}/trial-{t.number}"
+            assert run.info.run_name == f"trial-{t.number} {NAME}"
         else:
             # Optuna values a pruned trial by its last intermediate value: the epoch-1 W1
             assert t.value == t.intermediate_values[0] == logged[1]
-            assert run.info.run_name == f"pruned: {NAME}/trial-{t.number}"
+            assert run.info.run_name == f"pruned: trial-{t.number} {NAME}"
             assert run.data.tags["state"] == "PRUNED"
     # W1s, not sliced W2s: the pruned value lies where the complete ones do
     sw2 = tracker.client.get_metric_history(by_number[1].user_attrs["mlflow_run_id"], "sliced_w2")
