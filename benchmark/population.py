@@ -34,6 +34,7 @@ from benchmark.worker import (
     MAX_CONSECUTIVE_FAILURES,
     Heartbeats,
     WorkerContext,
+    _epoch_done,
     _judge,
     _sigint_deferred,
     _Stop,
@@ -308,12 +309,13 @@ class _PopulationRunner:
             if diverged:
                 self._end(k, "diverged")
                 continue
-            reason = _judge(self.ctx, slot.trial, slot.step, float(np.mean(values)))
+            reason = _judge(self.ctx, slot.trial, slot.step, float(np.mean(values)), notify=False)
             slot.step += 1
             if reason is not None:
                 self._end(k, reason)
             elif slot.runs[0].last:
                 self._end(k, None)
+        _epoch_done(self.ctx)  # one progress redraw per epoch, not one per trial
 
     def _end(self, k: int, reason: str | None) -> None:
         """Finish trial `k`: artifacts and seed summaries, then tell the study how it ended

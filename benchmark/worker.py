@@ -570,18 +570,23 @@ def _configure(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any]:
     return variant, cls.from_mapping(params)
 
 
-def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> str | None:
-    """Report the intermediate value; the reason to stop the trial, or None."""
+def _judge(
+    ctx: WorkerContext, trial: optuna.Trial, step: int, value: float, *, notify: bool = True
+) -> str | None:
+    """Report the intermediate value; the reason to stop the trial, or None. `notify`: call
+    ctx.on_epoch after reporting (the population path calls it once per epoch instead)."""
     if not ctx.multi_objective:
         trial.report(value, step)
-        _epoch_done(ctx)
+        if notify:
+            _epoch_done(ctx)
         if trial.should_prune():
             return f"pruned by the {ctx.spec.pruner} pruner at step {step}"
         return None
     curve = dict(trial.user_attrs.get("curve") or {})
     curve[str(step)] = value if math.isfinite(value) else None
     trial.set_user_attr("curve", curve)
-    _epoch_done(ctx)
+    if notify:
+        _epoch_done(ctx)
     if ctx.rule is None:
         return None
     others = [

@@ -95,6 +95,21 @@ def test_startup_summary_per_epoch_progress_and_ending(env, capsys):
     assert f"add --seeds 3 --study-name {NAME}-s3" in out
 
 
+def test_population_progress_shows_every_running_trial_once_per_epoch(env, capsys):
+    argv = ["--space", "realmix", "--trials", "2", "--population", "2", *env["args"]]
+    assert study_cli.main(argv) == 0
+    bars = [line for line in capsys.readouterr().err.splitlines() if line.startswith(NAME)]
+    study = _journal(env["dir"])
+    # after epoch 1 both trials are shown on one line, with the W1 each reported
+    line = next(b for b in bars if "#0 epoch 1/2" in b)
+    for trial in study.trials:
+        assert f"#{trial.number} epoch 1/2 W1 {trial.intermediate_values[0]:.4g}" in line
+    # one redraw per population epoch (not one per trial), plus the first line and one per
+    # trial end (epoch 2 is the last: its trials end, and those redraws show it)
+    assert sum("epoch 1/2" in b for b in bars) <= 2
+    assert len(bars) <= 1 + 2 + 2
+
+
 def test_sampler_seed_reproduces_trial_zero_and_a_resume_with_another_is_refused(
     env, tmp_path, monkeypatch
 ):
