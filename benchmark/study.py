@@ -686,7 +686,8 @@ def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
     counts = doc["trials"]
     done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
     parts = [f"{counts.get('COMPLETE', 0)} complete", f"{counts.get('PRUNED', 0)} pruned"]
-    extra = [f"{counts[k]} {k.lower()}" for k in ("FAIL", "RUNNING", "WAITING") if counts.get(k)]
+    words = {"FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+    extra = [f"{counts[k]} {w}" for k, w in words.items() if counts.get(k)]
     print(
         f"{plan.study_name}: {done} of {plan.trials} trials finished ({', '.join(parts)})"
         + (f", {', '.join(extra)}" if extra else "")

@@ -8,6 +8,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -185,6 +191,48 @@ def test_pruned_trials_carry_the_objectives_w1(env, monkeypatch):
     # W1s, not sliced W2s: the pruned value lies where the complete ones do
     sw2 = tracker.client.get_metric_history(by_number[1].user_attrs["mlflow_run_id"], "sliced_w2")
     assert by_number[1].value != sw2[0].value
+
+
+def test_ctrl_c_on_a_terminal_ends_the_bar_line_before_the_summary(env):
+    """A real terminal (a pty) and a real Ctrl-C (SIGINT to the foreground process group):
+    the summary starts on its own line, not glued to the bar."""
+    master, slave = os.openpty()
+    argv = ["--space", "realmix", "--trials", "50", *env["args"], "--epochs", "3"]
+    repo = Path(__file__).resolve().parents[1]
+    child_env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.study", *argv],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=child_env,
+        cwd=env["dir"],
+    )  # fmt: skip
+    os.close(slave)
+    out, sent, deadline = b"", False, time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if not sent and b"#1 epoch 1/3" in out:
+                os.killpg(proc.pid, signal.SIGINT)
+                sent = True
+            if proc.poll() is not None and not ready:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.wait() == 130 and sent
+    text = out.decode(errors="replace")
+    assert "\r\033[K" in text  # the bar was redrawn in place, as on any terminal
+    before, summary = text.split(f"{NAME}: ", 1)[0], text.split(f"{NAME}: ", 1)[1]
+    assert before.endswith("\n")  # the bar's line was ended first
+    assert summary.startswith("1 of 50 trials finished (1 complete, 0 pruned), 1 failed")
 
 
 def test_progress_line_is_ended_after_an_interrupt():
