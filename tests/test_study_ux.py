@@ -319,6 +319,8 @@ def test_one_vocabulary_across_the_clis(capsys):
     # the old names still work, with a warning
     assert perf._parser().parse_args(["--out-dir", "x"]).out_dir == "x"
     assert "--out-dir is deprecated; use --out" in capsys.readouterr().err
+    old = ablation.build_parser().parse_args(["--base", "realmix", "--results-dir", "r"])
+    assert old.results_dir == "r" and "--results-dir is deprecated" in capsys.readouterr().err
     # study's new flags reach the settings
     plan = study_cli.plan_from_args(
         study_cli.build_parser().parse_args(["--space", "gan", *TINY, "--batch-size", "64"])
