@@ -143,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pruner",
         choices=PRUNERS,
         default="median",
-        help="pruner fed the objective's metric at every scored epoch; pareto studies use "
-        "their own far-behind rule unless 'none'",
+        help="pruner fed a metric at every scored epoch: the exact W1 for the W1 objectives "
+        "(the objective's own units), sliced W2 for cfid; pareto studies use their own "
+        "far-behind rule unless 'none'",
     )
     p.add_argument(
         "--storage",
