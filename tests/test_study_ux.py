@@ -200,11 +200,17 @@ def test_ctrl_c_on_a_terminal_ends_the_bar_line_before_the_summary(env):
     argv = ["--space", "realmix", "--trials", "50", *env["args"], "--epochs", "3"]
     repo = Path(__file__).resolve().parents[1]
     child_env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmark.study", *argv],
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=child_env,
-        cwd=env["dir"],
-    )  # fmt: skip
+    # An ignored SIGINT survives exec, and Python then never raises KeyboardInterrupt: start
+    # the child with Ctrl-C live whatever an earlier test left in this process.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmark.study", *argv],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=child_env,
+            cwd=env["dir"],
+        )  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
     os.close(slave)
     out, sent, deadline = b"", False, time.monotonic() + 300
     try:
