@@ -144,8 +144,10 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
         )
     s = plan.settings
     plan.study_name = args.study_name or f"{design.name}-{s.dataset}-e{s.epochs}-s{s.seeds}"
-    if args.results_dir is not None:
+    if getattr(args, "results_dir", None) is not None:  # deprecated: parent of <study>/
         plan.results_dir = Path(args.results_dir)
+    if args.study_out is not None:
+        plan.out_dir = Path(args.study_out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(plan.storage)
     try:
@@ -598,39 +600,73 @@ def _conclusions(design: designs.AblationSpace, verdicts: dict[str, dict[str, An
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
+    from benchmark.cli import HelpFormatter, add_deprecated_alias
     from benchmark.stats import TESTS
     from benchmark.study import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.ablation",
         description="Run an ablation design as one Optuna study and report each factor's effect.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--base", required=True, choices=list(DESIGNS), help="variant to ablate")
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3, min 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 5)")
     p.add_argument("--dataset", default=None, help="dataset (default mnist)")
-    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage (journal or URL)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (MLflow default)")
-    p.add_argument("--workers", type=int, default=None, help="CPU worker processes")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="Optuna storage: a journal file or a URL"
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: MLflow's, sqlite:///mlflow.db here)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="CPU worker processes (default: 1)")
     p.add_argument(
         "--population",
         default=None,
         metavar="P|auto",
-        help="cells each worker trains at once as one population (see benchmark.study)",
+        help="cells each worker trains at once as one population, see benchmark.study "
+        "(default: 1)",
     )
-    p.add_argument("--train-size", type=int, default=None, help="use N training samples")
-    p.add_argument("--n-eval", type=int, default=None, help="samples per side for the exact W1")
     p.add_argument(
-        "--setting", action="append", default=[], metavar="NAME=VALUE", help="other setting"
+        "--train-size",
+        type=int,
+        default=None,
+        help="use only N training samples, a seeded subset (default: all)",
+    )
+    p.add_argument(
+        "--n-eval",
+        type=int,
+        default=None,
+        help="samples per side for the exact W1 (default: 1000)",
+    )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other run setting, as for benchmark.study; repeatable (default: none)",
     )
     p.add_argument("--study-name", default=None, help="default: <space>-<dataset>-e<E>-s<K>")
     p.add_argument("--test", choices=TESTS, default="welch", help="two-sample test")
     p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="parent folder; the report goes to OUT/<study>/"
+        "--out",
+        default=None,
+        help=f"folder the report is written into (default: {DEFAULT_OUT}/<study>)",
     )
+    add_deprecated_alias(p, "--results-dir", "--study-out", dest="results_dir")
     p.add_argument(
-        "--results-dir", default=None, help="where the study CLI writes best.json (its default)"
+        "--study-out",
+        dest="study_out",
+        default=None,
+        help="folder for the study's best.json (default: results/studies/<study>)",
     )
     return p
 
@@ -659,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except bad_input as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    folder = Path(args.out) / plan.study_name
+    folder = Path(args.out) if args.out is not None else DEFAULT_OUT / plan.study_name
     md, page, effects = write_ablation_report(data, design, folder, test=args.test)
     if not effects.empty:
         cols = ["response", "effect", "estimate", "ci_low", "ci_high", "p_holm", "verdict"]

@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from benchmark.stats import ExpectedBest
 
@@ -28,6 +28,7 @@ __all__ = [
     "contour_plot",
     "effects_plot",
     "expected_best_plot",
+    "log_ticks",
     "loss_curves",
     "metric_curves",
     "pareto_plot",
@@ -512,6 +513,22 @@ def pareto_plot(
     return _save(fig, path)
 
 
+def log_ticks(axis: Any) -> None:
+    """Readable ticks on a log axis: labels at 1, 2 and 5 x 10^k written as plain numbers,
+    unlabelled minor ticks (matplotlib's default labels every minor tick of a short range in
+    scientific notation, and they overlap)."""
+    low, high = sorted(axis.get_view_interval())
+    decades = math.log10(high / low) if low > 0 and high > 0 else 3.0
+    # about 4-8 labels whatever the range: fewer subdivisions the more decades it spans
+    subs = (
+        (1.0,) if decades >= 2.5 else (1.0, 2.0, 5.0) if decades >= 1.0 else (1.0, 2.0, 3.0, 5.0)
+    )
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=np.arange(1.0, 10.0)))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def slice_plot(
     param_values: Any,
     objective_values: Any,
@@ -521,8 +538,10 @@ def slice_plot(
     log: bool = False,
     ylabel: str = "objective",
     title: str | None = None,
+    trial_numbers: Any = None,
 ) -> Path:
-    """Objective against one hyperparameter, one point per trial, coloured by trial order."""
+    """Objective against one hyperparameter, one point per trial, coloured by the Optuna trial
+    number (`trial_numbers`; without them by the point's index, and the colour bar says so)."""
     x = np.asarray(param_values, dtype=float)
     z = np.asarray(objective_values, dtype=float)
     if x.ndim != 1 or x.shape != z.shape or x.size == 0:
@@ -530,14 +549,22 @@ def slice_plot(
             "param_values and objective_values must be non-empty 1-D arrays of equal length; "
             f"got shapes {x.shape} and {z.shape}."
         )
+    if trial_numbers is not None:
+        order = np.asarray(trial_numbers, dtype=float)
+        if order.shape != x.shape:
+            raise ValueError(f"trial_numbers has shape {order.shape}; expected {x.shape}.")
+        label = "Optuna trial number"
+    else:
+        order, label = np.arange(x.size, dtype=float), "point index (order given)"
     if log:
         _check_log(x, param_name, "param_values")
     fig = _new_figure(6.0, 4.5)
     ax = fig.subplots()
-    sc = ax.scatter(x, z, c=np.arange(x.size), cmap="viridis", s=24, edgecolors="none")
-    fig.colorbar(sc, ax=ax, label="trial number")
+    sc = ax.scatter(x, z, c=order, cmap="viridis", s=24, edgecolors="none")
+    fig.colorbar(sc, ax=ax, label=label)
     if log:
         ax.set_xscale("log")
+        log_ticks(ax.xaxis)
     ax.set_xlabel(param_name)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{ylabel} vs {param_name}")
@@ -589,8 +616,10 @@ def contour_plot(
     fig.colorbar(sc, ax=ax, label=zlabel)
     if log_x:
         ax.set_xscale("log")
+        log_ticks(ax.xaxis)
     if log_y:
         ax.set_yscale("log")
+        log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{zlabel} over {xlabel} and {ylabel}")

@@ -269,8 +269,12 @@ class _Worker:
         return worker_id(self.proc.pid)
 
 
-def _start(spec: WorkerSpec, slot: Slot) -> _Worker:
-    worker_spec = dataclasses.replace(spec, device=slot.device, threads=slot.threads)
+def _start(spec: WorkerSpec, slot: Slot, index: int = 0) -> _Worker:
+    """Start a worker on `slot`; the `index`-th worker started gets sampler seed + index."""
+    seed = None if spec.sampler_seed is None else spec.sampler_seed + index
+    worker_spec = dataclasses.replace(
+        spec, device=slot.device, threads=slot.threads, sampler_seed=seed
+    )
     env = {**os.environ, **dict(slot.env)}
     proc = _context().Process(
         target=process_main,
@@ -307,7 +311,7 @@ def launch(
     A worker that dies has its running trial failed and re-queued and is replaced on the
     same slot (at most `2 * len(slots)` replacements, so a crash loop ends).
     """
-    workers = [_start(spec, s) for s in slots]
+    workers = [_start(spec, s, k) for k, s in enumerate(slots)]
     replacements = 0
     worst = 0
     with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
@@ -331,7 +335,7 @@ def launch(
                         continue
                     if _budget_left(study, spec) and replacements < 2 * len(slots):
                         replacements += 1
-                        workers.append(_start(spec, w.slot))
+                        workers.append(_start(spec, w.slot, len(slots) + replacements))
                         log(f"started replacement worker {workers[-1].owner} on {w.slot.label}")
                     else:
                         worst = max(worst, 1)

@@ -924,23 +924,45 @@ def _parse_populations(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
     d = PerfSettings()
+    from benchmark.cli import HelpFormatter, add_deprecated_alias
+
     p = argparse.ArgumentParser(
         prog="python -m benchmark.perf",
         description="Time MixBench populations against a naive per-trial PyTorch loop, "
         "side by side on this device, and write the table to results/benchmarks/.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--trainable", default=d.trainable, help=f"one of {', '.join(VARIANTS)}")
     p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
-    p.add_argument("--populations", default=",".join(map(str, d.populations)), help="e.g. 1,4,8")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+    p.add_argument(
+        "--populations",
+        default=",".join(map(str, d.populations)),
+        help="population sizes timed, comma-separated",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
         "--steps", type=int, default=d.steps, help="member-iterations timed per contender"
     )
-    budget.add_argument("--epochs", type=float, default=None, help="epochs timed per contender")
+    budget.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="instead of --steps: epochs timed per contender (default: use --steps)",
+    )
     p.add_argument("--rounds", type=int, default=d.rounds, help="interleaved timed rounds")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds first")
-    p.add_argument("--target-epochs", type=int, default=d.target_epochs)
+    p.add_argument(
+        "--target-epochs",
+        type=int,
+        default=d.target_epochs,
+        help="epoch budget of one trial for the trials-per-hour extrapolation",
+    )
     p.add_argument(
         "--epoch-size",
         type=int,
@@ -948,7 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="samples per epoch for the extrapolation (default: the loaded training split; "
         "60000 for the full MNIST training split)",
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="minibatch size")
     p.add_argument("--n-eval", type=int, default=d.n_eval, help="samples per side when scoring")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
@@ -959,8 +981,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="also time this many trials/populations at once, threads/workers torch threads "
         "each (default: 2 on a CPU with >= 2 threads, else 1)",
     )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the naive trial and of member 0 (member i gets seed + i)",
+    )
+    p.add_argument(
+        "--out", dest="out_dir", default=d.out_dir, help="folder the report is written into"
+    )
+    add_deprecated_alias(p, "--out-dir", "--out", dest="out_dir")
     return p
 
 

@@ -35,13 +35,13 @@ from benchmark.worker import (
     MAX_CONSECUTIVE_FAILURES,
     Heartbeats,
     WorkerContext,
+    _epoch_done,
     _judge,
     _sigint_deferred,
     _Stop,
     _trial_id,
     _wait_for_running,
     close_trial,
-    intermediate_metric,
     interrupt_trial,
     log_epoch,
     objective_values,
@@ -298,7 +298,7 @@ class _PopulationRunner:
             members=picked,
         )
         rows = iter(scores)
-        metric = intermediate_metric(self.ctx.spec.objective)
+        metric = self.ctx.metric
         multi = len(self.seeds) > 1
         for k, slot in zip(due, slots):
             assert slot is not None
@@ -312,12 +312,13 @@ class _PopulationRunner:
             if diverged:
                 self._end(k, "diverged")
                 continue
-            reason = _judge(self.ctx, slot.trial, slot.step, float(np.mean(values)))
+            reason = _judge(self.ctx, slot.trial, slot.step, float(np.mean(values)), notify=False)
             slot.step += 1
             if reason is not None:
                 self._end(k, reason)
             elif slot.runs[0].last:
                 self._end(k, None)
+        _epoch_done(self.ctx)  # one progress redraw per epoch, not one per trial
 
     def _end(self, k: int, reason: str | None) -> None:
         """Finish trial `k`: artifacts and seed summaries, then tell the study how it ended

@@ -707,7 +707,8 @@ def _save(fig: Any, path: Path) -> Path:
 def importance_plot(importances: Mapping[str, float], path: Path, *, title: str) -> Path:
     """Horizontal bars of normalised parameter importances, largest on top."""
     names = list(importances)[::-1]
-    fig = _figure(6.0, 1.0 + 0.4 * len(names))
+    # as large as the report's other figures (it used to be a short strip, tiny on the page)
+    fig = _figure(7.0, max(4.5, 1.2 + 0.5 * len(names)))
     ax = fig.subplots()
     ax.barh(names, [importances[n] for n in names], color="#4c72b0")
     ax.set_xlabel("importance (share of explained objective variance)")
@@ -1161,7 +1162,10 @@ def _importances(ctx: _Context) -> None:
         )
         if len(trials) < RELIABLE_IMPORTANCE_TRIALS:
             rough.append(f"{trainable} ({len(trials)})")
-    doc.gallery(items, columns=3)
+    if len(items) == 1:  # alone in a 3-column gallery it was shown at a third of the width
+        doc.figure(*items[0])
+    else:
+        doc.gallery(items, columns=2)
     if rough:
         doc.note(
             f"Importances from few trials are rough: {', '.join(rough)}. They rest on a random "
@@ -1279,6 +1283,7 @@ def _knobs(ctx: _Context) -> None:
                     [t.params[name] for t in having], z, file, param_name=name,
                     log=bool(getattr(dist, "log", False)), ylabel=y_label,
                     title=f"{trainable}: {y_label} vs {name}",
+                    trial_numbers=[t.number for t in having],
                 )  # fmt: skip
             slices.append((path, f"{trainable}: {y_label} against {name} ({len(having)} trials)."))
         doc.gallery(slices, columns=3)
@@ -1366,10 +1371,38 @@ def _curves(ctx: _Context) -> None:
                       "scored epoch).")  # fmt: skip
 
 
+def _real_samples(ctx: _Context) -> tuple[Path, str] | None:
+    """A grid of real held-out samples, drawn like the generated grids, for comparison (None
+    with a note when the study's dataset cannot be loaded here)."""
+    from benchmark import figures
+    from benchmark.data import load_dataset
+
+    s = ctx.data.settings
+    name = s.get("dataset")
+    if not name:
+        return None
+    try:
+        real = load_dataset(
+            name, data_dir=s.get("data_dir"), heldout_size=int(s.get("heldout_size") or 2000),
+            train_size=s.get("train_size"), download=False,
+        )  # fmt: skip
+    except Exception as err:  # the data may live on another machine: say so, go on
+        ctx.data.notes.append(f"real {name} samples not shown: {err}")
+        return None
+    path = figures.sample_grid(
+        real.heldout[:64].cpu().numpy(), ctx.out / "samples_real.png",
+        title=f"real {name} (held-out split)", reference_points=real.extra.get("centers"),
+    )  # fmt: skip
+    return path, f"Real {name} images from the held-out split the distances are measured on."
+
+
 def _samples(ctx: _Context) -> None:
     data, doc = ctx.data, ctx.doc
     doc.heading("Samples of the best trials")
     grids, losses = [], []
+    real = _real_samples(ctx)
+    if real is not None:
+        grids.append(real)
     for trainable in data.trainables():
         best = data.best(trainable)
         if not best.mlflow_run_id or not best.seeds:
@@ -1394,7 +1427,7 @@ def _samples(ctx: _Context) -> None:
             (losses if artifact == "losses.png" else grids).append(item)
     doc.gallery(grids, columns=3)
     doc.gallery(losses, columns=2)
-    if not grids:
+    if len(grids) <= (real is not None):
         doc.paragraph("No sample grid could be read from MLflow for the best trials.")
 
 
@@ -1405,21 +1438,27 @@ def _samples(ctx: _Context) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
+    from benchmark.cli import HelpFormatter
     from benchmark.study import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.report",
         description="Tables and figures of a study, with t CIs over seeds.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--study", required=True, help="study name (as printed by benchmark.study)")
     p.add_argument(
-        "--storage", default=DEFAULT_STORAGE, help=f"Optuna storage (default {DEFAULT_STORAGE})"
+        "--storage",
+        default=DEFAULT_STORAGE,
+        help="Optuna storage: a journal file or a database URL",
     )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: the study's own)"
     )
     p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="parent folder; the report goes to OUT/<study>/"
+        "--out",
+        default=None,
+        help=f"folder the report is written into (default: {DEFAULT_OUT}/<study>)",
     )
     return p
 
@@ -1433,7 +1472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    folder = Path(args.out) / args.study
+    folder = Path(args.out) if args.out is not None else DEFAULT_OUT / args.study
     try:
         md, page = build_report(data, folder)
     except OSError as err:

@@ -1037,22 +1037,37 @@ def format_p_text(p: float | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
+    from benchmark.cli import HelpFormatter
+
     p = argparse.ArgumentParser(
         prog="python -m benchmark.reproduce",
         description="Re-run a paper's comparison and put its reported numbers beside ours.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("experiment", choices=list(EXPERIMENTS), help="which paper result")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the paper's)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per model")
     p.add_argument("--dataset", default=None, help="dataset (default: the paper's)")
-    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
-    p.add_argument("--train-size", type=int, default=None, help="use N training samples")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="use only N training samples, a seeded subset (default: all)",
+    )
     p.add_argument("--n-eval", type=int, default=1000, help="samples per side for each distance")
     p.add_argument("--eval-every", type=int, default=1, help="score every k-th epoch")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch (the paper's 128)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="parent folder; output goes to OUT/<experiment>/"
+        "--out",
+        default=None,
+        help=f"folder the outputs are written into (default: {DEFAULT_OUT}/<experiment>)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -1104,7 +1119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     line = data_line(paper, settings, data)
     print(f"{paper.name} on {device}: {line}", flush=True)
-    folder = Path(args.out) / paper.name
+    folder = Path(args.out) if args.out is not None else DEFAULT_OUT / paper.name
     checkpoints = folder / "checkpoints"
     if args.fresh:
         for old in checkpoints.glob("*.pt"):

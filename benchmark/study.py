@@ -47,6 +47,8 @@ __all__ = ["UsageError", "StudyPlan", "build_parser", "main", "plan_from_args", 
 DEFAULT_STORAGE = "results/optuna.journal"
 RESULTS_DIR = Path("results") / "studies"
 OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
+EXACT_EVERY_EPOCH_OBJECTIVES = ("wasserstein", "wasserstein-noise", "pareto")
+"""Objectives whose metric (exact W1) is scored at every epoch by default, to drive pruning."""
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
 INTERRUPTED_CODES = (130, 143, 129)
@@ -81,10 +83,20 @@ class StudyPlan:
     results_dir: Path = field(default_factory=lambda: RESULTS_DIR)
     repair_journal: bool = False
     """Repair a damaged journal file (keep its readable prefix) instead of refusing it."""
+    sampler_seed: int | None = None
+    """Seed of the sampler (recorded with the study; a resume with another is refused)."""
+    out_dir: Path | None = None
+    """Folder for best.json; None: results_dir/<study>."""
 
     @property
     def directions(self) -> list[str]:
         return ["minimize"] * (2 if self.objective == "pareto" else 1)
+
+    @property
+    def best_path(self) -> Path:
+        """Where best.json is written: --out DIR, else `study_folder(self)`."""
+        folder = self.out_dir if self.out_dir is not None else study_folder(self)
+        return folder / "best.json"
 
 
 # -- argument parsing --------------------------------------------------------------------
@@ -92,18 +104,33 @@ class StudyPlan:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
+    from benchmark.cli import HelpFormatter
+    from benchmark.data import DATASETS
     from benchmark.worker import PRUNERS, SAMPLERS
     from studies import SPACES
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.study",
         description="Search GAN hyperparameters with Optuna; log every trial to MLflow.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--space", required=True, help=f"search space: {', '.join(SPACES)}")
     p.add_argument("--trials", type=int, default=20, help="finished trials wanted in the study")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per run (space default)")
-    p.add_argument("--dataset", default=None, help="dataset (space default: mnist)")
-    p.add_argument("--seeds", type=int, default=None, help="seeds trained per trial (mean)")
+    p.add_argument(
+        "--epochs", type=int, default=None, help="epochs per run (default: the space's, 5)"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help=f"one of {', '.join(DATASETS)} (default: the space's, mnist)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds trained per trial; the objective is their mean, and the report needs >= 2 "
+        "for confidence intervals and a noise floor (default: the space's, 1)",
+    )
     p.add_argument(
         "--objective",
         choices=OBJECTIVES,
@@ -112,18 +139,27 @@ def build_parser() -> argparse.ArgumentParser:
         "samples drawn with no real image; cfid / cfid-noise: classifier-FID (digit data); "
         "pareto: (W1, G-loss variance)",
     )
-    p.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
+    p.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=None,
+        help="seed of the sampler, recorded with the study: the same command samples the same "
+        "trials (one worker; with N workers, worker k gets seed+k) (default: unseeded)",
+    )
     p.add_argument(
         "--pruner",
         choices=PRUNERS,
         default="median",
-        help="pareto studies use their own far-behind rule unless 'none'",
+        help="pruner fed a metric at every scored epoch: the exact W1 for the W1 objectives "
+        "(the objective's own units), sliced W2 for cfid; pareto studies use their own "
+        "far-behind rule unless 'none'",
     )
     p.add_argument(
         "--storage",
         default=DEFAULT_STORAGE,
-        help="journal file (*.journal, *.log) or database URL (sqlite:///x.db, "
-        "postgresql://user:pw@host/db)",
+        help="Optuna storage: a journal file (*.journal, *.log) or a database URL "
+        "(sqlite:///x.db, postgresql://user:pw@host/db)",
     )
     p.add_argument(
         "--repair-journal",
@@ -132,13 +168,28 @@ def build_parser() -> argparse.ArgumentParser:
         "prefix, move the original aside (next to it, *.damaged-<time>) and go on",
     )
     p.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<objective>")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (MLflow default)")
-    p.add_argument("--gpus", default=None, help="'all' or a list like 0,1,3: one worker per GPU")
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: MLflow's, sqlite:///mlflow.db in the working "
+        "directory)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto, cpu, cuda or cuda:N for the in-process worker (default: auto); worker "
+        "processes use --gpus",
+    )
+    p.add_argument(
+        "--gpus",
+        default=None,
+        help="'all' or a list like 0,1,3: one worker process per GPU (default: none)",
+    )
     p.add_argument(
         "--workers",
         type=int,
         default=None,
-        help="CPU worker processes (with --gpus: workers per GPU)",
+        help="CPU worker processes, or with --gpus workers per GPU (default: 1, in this process)",
     )
     p.add_argument(
         "--population",
@@ -146,23 +197,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P|auto",
         help="trials each worker trains at once as one batched population, refilling a "
         "finished trial's slot with a new one; auto: from the device's free memory "
-        "(GPU), 2 on a CPU (default 1: one trial after another)",
+        "(GPU), 2 on a CPU (default: 1, one trial after another)",
     )
-    p.add_argument("--timeout", type=float, default=None, help="start no trial after S seconds")
-    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="start no trial after S seconds (default: no limit)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="use only N training samples, a seeded subset (default: all)",
+    )
+    p.add_argument(
+        "--n-eval",
+        type=int,
+        default=None,
+        help="generated and held-out samples per side for the exact W1 (default: 1000)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: 128)")
     p.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="fix a trainable parameter (not searched)",
+        help="fix a trainable parameter (not searched); repeatable (default: none)",
     )
     p.add_argument(
         "--setting",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="set any other run setting, e.g. n_eval=500 or batch_size=64",
+        help="set any other run setting, e.g. heldout_size=1000 or eval_every=2; repeatable "
+        "(default: none)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder for best.json (default: results/studies/<study>)",
     )
     return p
 
@@ -200,9 +280,14 @@ def _settings(space: Any, args: argparse.Namespace) -> Any:
                 f"--setting {name}: unknown setting; valid: {', '.join(sorted(hints))}"
             )
         changes[name] = _coerce_setting(name, hints[name], value)
-    for flag in ("epochs", "dataset", "seeds", "data_dir"):
-        if getattr(args, flag) is not None:
+    flags = ("epochs", "dataset", "seeds", "data_dir", "device", "train_size", "n_eval")
+    for flag in (*flags, "batch_size"):
+        if getattr(args, flag, None) is not None:
             changes[flag] = getattr(args, flag)
+    if args.objective in EXACT_EVERY_EPOCH_OBJECTIVES and "exact_every_epoch" not in changes:
+        # the pruner then sees the objective's own metric (exact W1) at every scored epoch,
+        # and a pruned trial's value is a W1 like a complete trial's
+        changes["exact_every_epoch"] = True
     settings = dataclasses.replace(space.SETTINGS, **changes)  # SettingsError when out of range
     if settings.dataset not in DATASETS:
         raise UsageError(
@@ -298,6 +383,13 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         raise UsageError(f"--workers {args.workers}: must be >= 1")
     if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
         raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    if getattr(args, "device", None) is not None and (
+        args.gpus is not None or (args.workers or 1) > 1
+    ):
+        raise UsageError(
+            f"--device {args.device} sets the device of the one in-process worker; worker "
+            "processes run on the CPU (--workers N) or one per GPU (--gpus): drop --device"
+        )
     settings = _settings(space, args)
     population = _population(args.population, space, args.space)
     from benchmark.worker import CLASSIFIER_OBJECTIVES, NOISE_OBJECTIVES
@@ -338,7 +430,11 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
                 "--sampler cmaes needs the cmaes package: pip install cmaes"
             ) from None
     try:
-        make_sampler(args.sampler, multi_objective=args.objective == "pareto")
+        make_sampler(
+            args.sampler,
+            multi_objective=args.objective == "pareto",
+            seed=getattr(args, "sampler_seed", None),
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
     gpus = _gpus(args.gpus)
@@ -359,6 +455,8 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         timeout=args.timeout,
         population=population,
         repair_journal=args.repair_journal,
+        sampler_seed=getattr(args, "sampler_seed", None),
+        out_dir=Path(args.out) if getattr(args, "out", None) else None,
     )
 
 
@@ -377,13 +475,18 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
         "settings": _settings_key(dataclasses.asdict(plan.settings)),
         "overrides": plan.overrides,
     }
+    diffs = []
+    if plan.sampler_seed != attrs.get("sampler_seed"):
+        diffs.append(
+            f"sampler seed: stored {attrs.get('sampler_seed')!r}, asked {plan.sampler_seed!r} "
+            "(--sampler-seed)"
+        )
     stored = {
         "space": attrs.get("space"),
         "objective": attrs.get("objective"),
         "settings": _settings_key(attrs.get("settings", {})),
         "overrides": attrs.get("overrides", {}),
     }
-    diffs = []
     if plan.settings.seeds > 1:
         steps = _trial_steps(plan.population)
         stored_steps = attrs.get("trial_steps", _trial_steps(1))
@@ -399,12 +502,19 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
         for k in sorted(set(wanted[group]) | set(stored[group])):
             a, b = stored[group].get(k), wanted[group].get(k)
             if a != b:
-                diffs.append(f"{k}: stored {a!r}, asked {b!r}")
+                hint = EXACT_HINT if k == "exact_every_epoch" and a is False else ""
+                diffs.append(f"{k}: stored {a!r}, asked {b!r}{hint}")
     if diffs:
         raise UsageError(
             f"study {plan.study_name!r} already exists with other fixed options "
             f"({'; '.join(diffs)}); resume it with the same options or pass a new --study-name"
         )
+
+
+EXACT_HINT = (
+    " (a study made before W1 was scored every epoch: add --setting exact_every_epoch=false "
+    "to resume it; its pruner then keeps seeing sliced W2)"
+)
 
 
 def _trial_steps(population: int) -> str:
@@ -455,6 +565,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         "pruner": plan.pruner,
         "trials": str(plan.trials),
         "storage": _mask(plan.storage),
+        "sampler_seed": str(plan.sampler_seed),
     }
     parent = attrs.get("mlflow_parent_run_id")
     if parent is not None and tracker.resume_study(parent):
@@ -473,9 +584,31 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         study.set_user_attr("settings", dataclasses.asdict(plan.settings))
         study.set_user_attr("overrides", plan.overrides)
         study.set_user_attr("trial_steps", _trial_steps(plan.population))
+        study.set_user_attr("sampler_seed", plan.sampler_seed)
+        study.set_user_attr("intermediate_metric", _intermediate(plan))
+        _name_metrics(study, plan.objective)
     study.set_user_attr("mlflow_parent_run_id", parent)
     study.set_user_attr("mlflow_tracking_uri", _mask(tracker.tracking_uri))
     return study, parent, resumed
+
+
+def _intermediate(plan: StudyPlan) -> str:
+    from benchmark.worker import intermediate_metric
+
+    return intermediate_metric(plan.objective, plan.settings.exact_every_epoch)
+
+
+def _name_metrics(study: Any, objective: str) -> None:
+    """Name the objective(s) for optuna-dashboard and trials_dataframe (not 'Objective 0')."""
+    import warnings
+
+    import optuna
+
+    from benchmark.worker import OBJECTIVE_METRICS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(OBJECTIVE_METRICS[objective]))
 
 
 def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
@@ -547,66 +680,6 @@ def storage_tag(url: str) -> str:
 # -- progress and the end report -------------------------------------------------------------
 
 
-class StudyProgress:
-    """`study 5/20 [#####...] best W1 0.123, elapsed 1m02s, left ~3m` on stderr."""
-
-    def __init__(self, study: Any, total: int, objective: str, stream: Any = None) -> None:
-        self.study, self.total, self.objective = study, total, objective
-        self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
-        self.start_done = self._done()[0]
-        self.last: tuple[int, str] | None = None
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-
-    def _done(self) -> tuple[int, list[Any]]:
-        from optuna.trial import TrialState
-
-        trials = self.study.get_trials(deepcopy=False)
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-        return done, complete
-
-    def update(self, *_: Any) -> None:
-        from benchmark.progress import format_seconds
-
-        done, complete = self._done()
-        if self.objective == "pareto":
-            best = f"pareto front {len(_pareto(complete))}" if complete else "no trial complete"
-        else:
-            best = f"best W1 {min(t.value for t in complete):.4g}" if complete else "no best yet"
-        elapsed = time.perf_counter() - self.start
-        new = done - self.start_done
-        left = "?"
-        if new > 0:
-            left = "~" + format_seconds(elapsed / new * max(0, self.total - done))
-        width = 20
-        filled = int(width * min(done, self.total) / self.total)
-        line = (
-            f"{self.study.study_name} {done}/{self.total} [{'#' * filled}{'.' * (width - filled)}]"
-            f" {best}, elapsed {format_seconds(elapsed)}, left {left}"
-        )
-        if (done, best) == (self.last or (None, None)):
-            return
-        self.last = (done, best)
-        if self.tty:
-            self.stream.write("\r\033[K" + line + ("\n" if done >= self.total else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _pareto(trials: list[Any]) -> list[Any]:
-    front = []
-    for t in trials:
-        if not any(
-            all(o <= v for o, v in zip(u.values, t.values))
-            and any(o < v for o, v in zip(u.values, t.values))
-            for u in trials
-        ):
-            front.append(t)
-    return front
-
-
 def _trial_entry(trial: Any, metric_names: Sequence[str]) -> dict[str, Any]:
     config = trial.user_attrs.get("config", {})
     return {
@@ -627,6 +700,7 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     from optuna.trial import TrialState
 
     from benchmark.artifacts import json_safe
+    from benchmark.progress import pareto_front
     from benchmark.tracking import environment_tags
     from benchmark.worker import OBJECTIVE_METRICS, budget_counts, mask_url
 
@@ -634,7 +708,7 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     names = OBJECTIVE_METRICS[plan.objective]
     if plan.objective == "pareto":
-        best = sorted(_pareto(complete), key=lambda t: t.values[0])
+        best = sorted(pareto_front(complete), key=lambda t: t.values[0])
     else:
         best = [min(complete, key=lambda t: t.value)] if complete else []
     doc = {
@@ -652,7 +726,7 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
         "trials": {k: v for k, v in budget_counts(trials).items() if v},
         "best": [_trial_entry(t, names) for t in best],
     }
-    path = study_folder(plan) / "best.json"
+    path = plan.best_path
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(doc), indent=2) + "\n")
     return path
@@ -668,7 +742,55 @@ def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> 
         values = ", ".join(f"{k} {v:.5g}" for k, v in entry["values"].items())
         params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry["suggested"].items())
         print(f"  #{entry['trial']} {entry['trainable']}: {values}  [{params}]")
+        noise = entry.get("final", {}).get("w1_noise")
+        if noise is not None and "w1_noise" not in entry["values"]:
+            print(
+                f"     W1 in noise mode {noise:.5g} (no real image reaches G: copying cannot "
+                "help; `--objective wasserstein-noise` searches on it)"
+            )
     print(f"written to {path}")
+
+
+def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
+    """'<study>: 20 of 20 trials finished (14 complete, 6 pruned), 1 failed, in 1h02m'."""
+    from benchmark.progress import format_seconds
+
+    counts = doc["trials"]
+    done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+    parts = [f"{counts.get('COMPLETE', 0)} complete", f"{counts.get('PRUNED', 0)} pruned"]
+    words = {"FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+    extra = [f"{counts[k]} {w}" for k, w in words.items() if counts.get(k)]
+    print(
+        f"{plan.study_name}: {done} of {plan.trials} trials finished ({', '.join(parts)})"
+        + (f", {', '.join(extra)}" if extra else "")
+        + f"; this session {format_seconds(seconds)}"
+    )
+
+
+def _print_next(plan: StudyPlan, tracking_uri: str) -> None:
+    """The commands to look at the results, and what to add for confidence intervals."""
+    from benchmark.worker import JOURNAL_SUFFIXES
+
+    storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{_mask(plan.storage)}'"
+    print(f"next: python -m benchmark.report --study {plan.study_name}{storage}")
+    shown = _mask(tracking_uri)
+    if tracking_uri.startswith(("http://", "https://")):
+        print(f"      MLflow: {shown} (the tracking server's UI)")
+    else:
+        print(f"      MLflow: mlflow ui --backend-store-uri {shown}")
+    print(
+        "      (at http://127.0.0.1:5000 click Model training, Experiments, mixbench, then +"
+        " beside the study's run; see README)"
+    )
+    if plan.storage.endswith(JOURNAL_SUFFIXES) or plan.storage.startswith("sqlite:"):
+        print(f"      Optuna dashboard: optuna-dashboard {plan.storage}")
+    if plan.settings.seeds == 1:
+        print(
+            "note: every trial trained 1 seed, so the report can give no confidence interval "
+            "or noise floor; for them add --seeds 3 "
+            f"--study-name {plan.study_name}-s3 to this command (a new study, ~3x the time), "
+            "or run `python -m benchmark.ablation` on the knobs you care about"
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -697,9 +819,11 @@ def run_plan(
         recover_orphans,
         warm_up,
     )
+    from benchmark.progress import StudyProgress
     from benchmark.runner import load_data, resolve_device
     from benchmark.tracking import connect
     from benchmark.worker import (
+        OBJECTIVE_METRICS,
         WorkerSpec,
         interrupt_exit_code,
         open_storage,
@@ -708,6 +832,7 @@ def run_plan(
         signals_as_interrupt,
     )
 
+    started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if plan.repair_journal:
         print(repair_journal(Path(plan.storage)), file=sys.stderr)
@@ -721,15 +846,17 @@ def run_plan(
         warm_up()
     device_spec = plan.settings.device if in_process else "cpu"
     data = load_data(plan.settings, resolve_device(device_spec))  # DataError: exit 2
-    tracker = connect(plan.tracking_uri)  # TrackingError: exit 2
+    with _quiet_mlflow_db_setup():
+        tracker = connect(plan.tracking_uri)  # TrackingError: exit 2
     if attrs is not None:
         stale = close_stale_parent(tracker, attrs.get("mlflow_parent_run_id"))
         if stale:
             print(stale, file=sys.stderr)
     study, parent, resumed = _open_study(plan, storage, tracker)
     mark_invocation(tracker, parent, "running")
-    if resumed:
-        print(f"resuming study {plan.study_name!r}", file=sys.stderr)
+    err = stream if stream is not None else sys.stderr
+    for line in startup_summary(plan, study, data, tracker.tracking_uri, resumed, in_process):
+        print(line, file=err)
     recovered = recover_orphans(study, storage, tracker=tracker)
     if recovered:
         print(f"re-queued trial(s) {recovered} left running by a dead worker", file=sys.stderr)
@@ -750,14 +877,29 @@ def run_plan(
         deadline=time.time() + plan.timeout if plan.timeout else None,
         device=device_spec,
         population=plan.population,
+        sampler_seed=plan.sampler_seed,
     )
-    progress = StudyProgress(study, plan.trials, plan.objective, stream)
+    progress = StudyProgress(
+        study,
+        plan.trials,
+        plan.objective,
+        stream,
+        steps=trial_steps(plan),
+        metric=_intermediate(plan),
+        best_metric=OBJECTIVE_METRICS[plan.objective][0],
+    )
     progress.update()
     code = 0
     try:
         with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
             if in_process:
-                code = run_worker(spec, on_trial_end=progress.update, data=data, tracker=tracker)
+                code = run_worker(
+                    spec,
+                    on_trial_end=progress.update,
+                    data=data,
+                    tracker=tracker,
+                    on_epoch=progress.update,
+                )
             else:
                 slots = (
                     gpu_slots(plan.gpus, plan.workers)
@@ -775,6 +917,7 @@ def run_plan(
     except KeyboardInterrupt as err:
         code = interrupt_exit_code(err)
     progress.update()
+    progress.close()  # after Ctrl-C the bar's line is still open: end it
     _close_stale_runs(tracker, parent, study)
     path = write_best(plan, study, parent, tracker.tracking_uri)
     status = "FINISHED" if code == 0 else "KILLED" if code in INTERRUPTED_CODES else "FAILED"
@@ -782,17 +925,16 @@ def run_plan(
     _log_best_metrics(tracker, parent, path)
     mark_invocation(tracker, parent, "ended")
     tracker.end_study(parent, status)
-    _print_best(plan, path, json.loads(path.read_text())["best"])
+    doc = json.loads(path.read_text())
+    _print_counts(plan, doc, time.perf_counter() - started)
+    _print_best(plan, path, doc["best"])
     if code in INTERRUPTED_CODES:
         print(
-            "interrupted: the running trial(s) were recorded as FAIL; re-run to resume",
+            "interrupted: the running trial(s) were recorded as FAIL; run the same command "
+            "again to resume",
             file=sys.stderr,
         )
-    shown = _mask(tracker.tracking_uri)
-    if tracker.tracking_uri.startswith(("http://", "https://")):
-        print(f"MLflow: {shown} (the tracking server's UI)", file=sys.stderr)
-    else:
-        print(f"MLflow: mlflow ui --backend-store-uri {shown}", file=sys.stderr)
+    _print_next(plan, tracker.tracking_uri)
     return code
 
 
@@ -815,6 +957,121 @@ def _writable_study_folder(plan: StudyPlan) -> Path:
             "folder"
         ) from None
     return lock
+
+
+@contextlib.contextmanager
+def _quiet_mlflow_db_setup() -> Any:
+    """MLflow logs 'Creating initial MLflow database tables...' at INFO on a fresh store; the
+    start-up summary says where tracking goes instead."""
+    import logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def trial_steps(plan: StudyPlan) -> Any:
+    """How a trial's reported steps map to seeds and epochs (the worker's own rule)."""
+    from benchmark.progress import TrialSteps
+
+    s = plan.settings
+    scored = tuple(e for e in range(1, s.epochs + 1) if s.scored(e))
+    return TrialSteps(s.epochs, scored, s.seeds, seed_after_seed=plan.population == 1)
+
+
+def _space_params(space: Any) -> list[str]:
+    """The names a space suggests (one pass with a recording trial; compare: one branch)."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+            self.names.append(name)
+            return low
+
+        def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+            self.names.append(name)
+            return low
+
+        def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+            self.names.append(name)
+            return choices[0]
+
+    rec = Recorder()
+    with contextlib.suppress(Exception):  # a summary line is not worth failing a study for
+        space.suggest(rec)
+    return rec.names
+
+
+def startup_summary(
+    plan: StudyPlan, study: Any, data: Any, tracking_uri: str, resumed: bool, in_process: bool
+) -> list[str]:
+    """What this invocation is about to do, printed before the first trial starts."""
+    from optuna.trial import TrialState
+
+    from benchmark.runner import resolve_device
+    from benchmark.worker import mask_url
+    from studies import get_space
+
+    s = plan.settings
+    space = get_space(plan.space)
+    trials = study.get_trials(deepcopy=False)
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    state = f"resuming: {done} of {plan.trials} trials finished" if resumed else "new study"
+    params = [p for p in _space_params(space) if p not in plan.overrides]
+    fixed = ", ".join(f"{k}={_fmt(v)}" for k, v in plan.overrides.items())
+    steps = trial_steps(plan)
+    metric = _intermediate(plan)
+    if in_process:
+        where = f"{resolve_device(s.device)}, 1 worker in this process"
+    elif plan.gpus is not None:
+        gpus = ",".join(map(str, plan.gpus))
+        where = f"GPU(s) {gpus}, {plan.workers} worker process(es) per GPU"
+    else:
+        where = f"cpu, {plan.workers} worker processes"
+    population = "auto" if plan.population == 0 else str(plan.population)
+    seed = (
+        f"seed {plan.sampler_seed}"
+        if plan.sampler_seed is not None
+        else "unseeded (--sampler-seed N makes the sampling reproducible)"
+    )
+    seeds = f"{s.seeds} seed{'s' if s.seeds > 1 else ''} per trial" + (
+        " (no confidence intervals: --seeds 3 gives them)" if s.seeds == 1 else ""
+    )
+    if tracking_uri.startswith(("http://", "https://")):
+        ui = f"{mask_url(tracking_uri)} (the server's UI)"
+    else:
+        shown = mask_url(tracking_uri)
+        ui = f"{shown} (mlflow ui --backend-store-uri {shown})"
+    space_line = f"{plan.space}: searches {', '.join(params) or '(nothing)'}"
+    return [
+        f"study {plan.study_name} ({state})",
+        f"  space     {space_line}" + (f"; fixed {fixed}" if fixed else ""),
+        f"  budget    {plan.trials} trials x {s.epochs} epochs, {seeds}, batch {s.batch_size}",
+        f"  objective {plan.objective}: {_objective_text(plan)}",
+        f"  pruning   {plan.pruner} on {metric} at each of {steps.total} scored step(s) per trial",
+        f"  data      {data.name}: {data.split_note}",
+        f"  device    {where}, population {population}",
+        f"  sampler   {plan.sampler}, {seed}",
+        f"  storage   {mask_url(plan.storage)}",
+        f"  tracking  {ui}",
+    ]
+
+
+def _objective_text(plan: StudyPlan) -> str:
+    n = plan.settings.n_eval
+    return {
+        "wasserstein": f"exact W1 at the last epoch, {n} samples per side vs held-out",
+        "wasserstein-noise": f"exact W1 of noise-mode samples (no real image), n={n}",
+        "cfid": f"classifier-FID at the last epoch, n={n}",
+        "cfid-noise": f"classifier-FID of noise-mode samples, n={n}",
+        "pareto": f"(exact W1, G-loss variance) at the last epoch, n={n}",
+    }[plan.objective]
 
 
 def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:

@@ -32,6 +32,7 @@ from benchmark.urls import mask_text, mask_url
 
 __all__ = [
     "EXPERIMENT",
+    "RUN_LABELS",
     "TRIAL_STATUS",
     "Tracker",
     "TrackingError",
@@ -39,6 +40,7 @@ __all__ = [
     "default_tracking_uri",
     "environment_tags",
     "probe",
+    "run_label",
 ]
 
 EXPERIMENT = "mixbench"
@@ -52,6 +54,18 @@ TRIAL_STATUS = {
 }
 """MLflow run status of a trial run by the trial's outcome (the tag ``state`` keeps the
 outcome itself, ``reason`` says why a run was pruned, failed or interrupted)."""
+
+RUN_LABELS = {"PRUNED": "pruned", "FAIL": "failed", "INTERRUPTED": "interrupted"}
+"""Label put before an ended trial run's name by outcome, e.g. 'pruned: trial-3 <study>'; a
+pruned trial that diverged gets 'diverged: '. Complete runs keep their plain name."""
+
+
+def run_label(outcome: str, reason: str | None = None) -> str | None:
+    """The run-name label of a trial run that ended with `outcome` (None: no label)."""
+    if outcome == "PRUNED" and reason == "diverged":
+        return "diverged"
+    return RUN_LABELS.get(outcome)
+
 
 _PACKAGES = ("torch", "optuna", "mlflow", "pot", "numpy", "scipy")
 _PARAM_MAX = 6000  # MLflow's limit on a param value's length
@@ -232,7 +246,8 @@ class Tracker:
         """Create a trial's run nested under the study's parent run; returns its run id."""
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"{study_name}/trial-{number}",
+            # the trial number first: MLflow's runs table cuts long names short
+            run_name=f"trial-{number} {study_name}",
             tags={
                 "mlflow.parentRunId": parent_run_id,
                 "study": study_name,
@@ -279,12 +294,18 @@ class Tracker:
         """
         if outcome not in TRIAL_STATUS:
             raise ValueError(f"outcome={outcome!r}; valid: {', '.join(TRIAL_STATUS)}")
-        if self.client.get_run(run_id).info.status != "RUNNING":
+        info = self.client.get_run(run_id).info
+        if info.status != "RUNNING":
             return
         tags = {"state": outcome}
         if reason:
             tags["reason"] = reason[:5000]
         self.set_tags(run_id, tags)
+        label = run_label(outcome, reason)
+        if label and info.run_name and not info.run_name.startswith(f"{label}: "):
+            # MLflow shows a pruned run as KILLED, like a crash: the name tells them apart
+            # (first, since the UI's run-name column cuts long names short)
+            self.client.update_run(run_id, name=f"{label}: {info.run_name}")
         self.client.set_terminated(run_id, status=TRIAL_STATUS[outcome])
 
     def close_stale_trials(

@@ -11,13 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.artifacts import json_safe, write_run_artifacts
+from benchmark.cli import HelpFormatter
 from benchmark.data import DATASETS, DataError
 from benchmark.runner import load_data, resolve_device, train_run
 from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import ParamError
 from benchmark.trainables import VARIANTS, params_class
 
-__all__ = ["build_parser", "main", "parse_overrides"]
+__all__ = ["DEFAULT_OUT", "build_parser", "main", "parse_overrides"]
+
+DEFAULT_OUT = Path("results") / "runs"
+"""Parent folder of the run folders when --out is not given."""
 
 COLUMNS = (
     ("epoch", "epoch", "{:>5.0f}"),
@@ -51,26 +55,61 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.train",
         description="Train one GAN variant once and write its metrics, samples and loss curves.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--trainable", required=True, help=f"one of {', '.join(VARIANTS)}")
     p.add_argument("--dataset", default="mnist", help=f"one of {', '.join(DATASETS)}")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=3, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="minibatch size")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a trainable parameter (see --list-params); repeatable (default: the "
+        "variant's paper defaults)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (weights, data order)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default=None, help="folder with one sub-folder per dataset")
-    p.add_argument("--train-size", type=int, default=None, help="use N training samples")
-    p.add_argument("--n-eval", type=int, default=1000, help="samples per side for exact W1")
-    p.add_argument("--exact-every-epoch", action="store_true", help="exact W1 every epoch")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="use only N training samples, a seeded subset (default: all)",
+    )
+    p.add_argument("--n-eval", type=int, default=1000, help="samples per side for the exact W1")
+    p.add_argument(
+        "--exact-every-epoch",
+        action="store_true",
+        help="exact W1 at every epoch (default: only at the last, sliced W2 before)",
+    )
     p.add_argument(
         "--extra-metrics",
         action="store_true",
-        help="also score copying and class/mode coverage at the last epoch",
+        help="also score copying and class/mode coverage at the last epoch (default: off)",
     )
-    p.add_argument("--out", default="results/runs", help="parent folder of the run folder")
-    p.add_argument("--name", default=None, help="run folder name (default: generated)")
-    p.add_argument("--list-params", action="store_true", help="print the trainable's params")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="folder the run's files are written into (default: results/runs/NAME)",
+    )
+    p.add_argument(
+        "--name",
+        default=None,
+        help="run name, the folder under results/runs/ when --out is not given (default: "
+        "<trainable>-<dataset>-s<seed>-<date>-<time>)",
+    )
+    p.add_argument(
+        "--list-params",
+        action="store_true",
+        help="print the trainable's parameters with their ranges and exit (default: off)",
+    )
     return p
 
 
@@ -159,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = (
         args.name or f"{args.trainable}-{data.name}-s{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    out = Path(args.out) / name
+    out = Path(args.out) if args.out is not None else DEFAULT_OUT / name
     paths = write_run_artifacts(result, out, data=data, settings=json_safe(settings.__dict__))
     if result.status == "diverged":
         print(f"run diverged: {result.reason}", file=sys.stderr)

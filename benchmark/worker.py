@@ -81,8 +81,15 @@ NOISE_OBJECTIVES = ("wasserstein-noise", "cfid-noise")
 CLASSIFIER_OBJECTIVES = ("cfid", "cfid-noise")
 
 
-def intermediate_metric(objective: str) -> str:
-    """The per-epoch metric that drives pruning for an objective."""
+def intermediate_metric(objective: str, exact_every_epoch: bool = False) -> str:
+    """The per-epoch metric that drives pruning for an objective.
+
+    With exact W1 scored at every epoch (the study's default for the W1 objectives) it is the
+    objective's own metric, so a pruned trial's value (its last intermediate value) is a W1
+    like a complete trial's; otherwise sliced W2, in the objective's sampling mode.
+    """
+    if exact_every_epoch and objective in ("wasserstein", "wasserstein-noise", "pareto"):
+        return OBJECTIVE_METRICS[objective][0]
     return f"{INTERMEDIATE_METRIC}_noise" if objective in NOISE_OBJECTIVES else INTERMEDIATE_METRIC
 
 
@@ -327,23 +334,28 @@ PRUNERS = ("median", "hyperband", "none")
 
 
 def make_sampler(
-    name: str, *, multi_objective: bool, fixed: Mapping[str, Any] | None = None
+    name: str,
+    *,
+    multi_objective: bool,
+    fixed: Mapping[str, Any] | None = None,
+    seed: int | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """The sampler `name`, wrapped in PartialFixedSampler when some params are fixed."""
+    """The sampler `name` (seeded when `seed` is not None), wrapped in PartialFixedSampler
+    when some params are fixed."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
-            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler()
+            sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed)
         elif name == "random":
-            sampler = optuna.samplers.RandomSampler()
+            sampler = optuna.samplers.RandomSampler(seed=seed)
         elif name == "cmaes":
             if multi_objective:
                 raise ValueError("--sampler cmaes is single-objective; use nsga2, tpe or gp")
-            sampler = optuna.samplers.CmaEsSampler(warn_independent_sampling=False)
+            sampler = optuna.samplers.CmaEsSampler(warn_independent_sampling=False, seed=seed)
         elif name == "nsga2":
-            sampler = optuna.samplers.NSGAIISampler()
+            sampler = optuna.samplers.NSGAIISampler(seed=seed)
         elif name == "gp":
-            sampler = optuna.samplers.GPSampler(warn_independent_sampling=False)
+            sampler = optuna.samplers.GPSampler(warn_independent_sampling=False, seed=seed)
         else:
             raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
         if fixed:
@@ -376,18 +388,20 @@ class FarBehindRule:
     quantile: float = 0.75
     factor: float = 1.5
     min_trials: int = 5
+    metric: str = INTERMEDIATE_METRIC
+    """Name of the intermediate metric, for the reasons it gives."""
 
     def verdict(self, value: float, others: Sequence[float]) -> str | None:
         """None to continue, else the reason to stop."""
         if not math.isfinite(value):
-            return f"{INTERMEDIATE_METRIC} is {value}"
+            return f"{self.metric} is {value}"
         finite = [v for v in others if math.isfinite(v)]
         if len(finite) < self.min_trials:
             return None
         bar = float(np.quantile(finite, self.quantile))
         if value > self.factor * bar:
             return (
-                f"far-behind: {INTERMEDIATE_METRIC} {value:.4g} > {self.factor:g} x "
+                f"far-behind: {self.metric} {value:.4g} > {self.factor:g} x "
                 f"{self.quantile:.0%} quantile {bar:.4g} of {len(finite)} completed trials"
             )
         return None
@@ -422,6 +436,8 @@ class WorkerSpec:
     population: int = 1
     """Trials this worker trains at once as one batched population (1: one after another;
     0: auto, picked by the worker from its device, see benchmark.population)."""
+    sampler_seed: int | None = None
+    """Seed of this worker's sampler (the launcher gives worker k the study's seed + k)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -639,6 +655,13 @@ class WorkerContext:
     parent_run_id: str
     rule: FarBehindRule | None
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+    on_epoch: Callable[[], None] | None = None
+    """Called after every scored epoch's intermediate value is reported (progress display)."""
+
+    @property
+    def metric(self) -> str:
+        """The intermediate metric reported to the pruner at every scored epoch."""
+        return intermediate_metric(self.spec.objective, self.settings.exact_every_epoch)
 
     @property
     def multi_objective(self) -> bool:
@@ -655,16 +678,23 @@ def _configure(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, Any]:
     return variant, cls.from_mapping(params)
 
 
-def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> str | None:
-    """Report the intermediate value; the reason to stop the trial, or None."""
+def _judge(
+    ctx: WorkerContext, trial: optuna.Trial, step: int, value: float, *, notify: bool = True
+) -> str | None:
+    """Report the intermediate value; the reason to stop the trial, or None. `notify`: call
+    ctx.on_epoch after reporting (the population path calls it once per epoch instead)."""
     if not ctx.multi_objective:
         trial.report(value, step)
+        if notify:
+            _epoch_done(ctx)
         if trial.should_prune():
             return f"pruned by the {ctx.spec.pruner} pruner at step {step}"
         return None
     curve = dict(trial.user_attrs.get("curve") or {})
     curve[str(step)] = value if math.isfinite(value) else None
     trial.set_user_attr("curve", curve)
+    if notify:
+        _epoch_done(ctx)
     if ctx.rule is None:
         return None
     others = [
@@ -672,6 +702,12 @@ def _judge(ctx: WorkerContext, trial: optuna.Trial, step: int, value: float) -> 
         for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ]
     return ctx.rule.verdict(value, [v for v in others if v is not None])
+
+
+def _epoch_done(ctx: WorkerContext) -> None:
+    if ctx.on_epoch is not None:
+        with contextlib.suppress(Exception):  # a display must never fail a trial
+            ctx.on_epoch()
 
 
 SEED_SUMMARY = (
@@ -774,7 +810,7 @@ def _train(
         def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> bool:
             nonlocal step
             log_epoch(ctx, run_id, seed, multi, metrics)
-            value = metrics.get(intermediate_metric(ctx.spec.objective), math.nan)
+            value = metrics.get(ctx.metric, math.nan)
             reason = _judge(ctx, trial, step, float(value))
             step += 1
             _test_hang(trial)
@@ -1080,7 +1116,9 @@ def load_worker_study(spec: WorkerSpec, storage: Any) -> optuna.Study:
     return optuna.load_study(
         study_name=spec.study_name,
         storage=storage,
-        sampler=make_sampler(spec.sampler, multi_objective=multi, fixed=fixed),
+        sampler=make_sampler(
+            spec.sampler, multi_objective=multi, fixed=fixed, seed=spec.sampler_seed
+        ),
         pruner=make_pruner(spec.pruner, steps=steps),
     )
 
@@ -1106,6 +1144,7 @@ def run_worker(
     on_trial_end: Callable[[optuna.Study, FrozenTrial | None], None] | None = None,
     data: Any = None,
     tracker: Any = None,
+    on_epoch: Callable[[], None] | None = None,
 ) -> int:
     """Take trials until the budget or the deadline is reached; returns the exit code.
 
@@ -1142,8 +1181,11 @@ def run_worker(
         device=device,
         tracker=tracker if tracker is not None else connect(spec.tracking_uri),
         parent_run_id=study.user_attrs["mlflow_parent_run_id"],
-        rule=FarBehindRule() if spec.objective == "pareto" and spec.pruner != "none" else None,
+        rule=None,
+        on_epoch=on_epoch,
     )
+    if spec.objective == "pareto" and spec.pruner != "none":
+        ctx.rule = FarBehindRule(metric=ctx.metric)
     if spec.population != 1:
         from benchmark.population import resolve_population, run_population
 

@@ -222,7 +222,8 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
         [sys.executable, "-m", "benchmark.ablation", "--base", "realmix", "--seeds", "2",
          "--epochs", "1", "--dataset", "ring8", "--train-size", "128", "--n-eval", "100",
          "--setting", "heldout_size=200", "--setting", "device=cpu",
-         "--storage", str(storage), "--tracking-uri", uri, "--out", str(tmp_path / "out")],
+         "--storage", str(storage), "--tracking-uri", uri,
+         "--out", str(tmp_path / "out" / "realmix-ablation-ring8-e1-s2")],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -163,3 +163,38 @@ def test_pareto_slice_and_contour_plots(tmp_path, rng):
 def test_path_must_be_png(tmp_path):
     with pytest.raises(ValueError, match=r"\.png"):
         figures.slice_plot([1.0, 2.0], [3.0, 4.0], tmp_path / "slice.pdf", param_name="x")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (1e-5, 1e-2, ["1e-05", "0.0001", "0.001", "0.01"]),  # 3 decades: one label each
+        (0.01, 1.0, ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1"]),
+        (0.12, 0.9, ["0.2", "0.3", "0.5"]),  # under a decade: still labelled, in plain numbers
+    ],
+)
+def test_log_ticks_are_few_plain_numbers_and_minor_ticks_are_unlabelled(low, high, expected):
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    ax.set_xscale("log")
+    ax.set_xlim(low, high)
+    figures.log_ticks(ax.xaxis)
+    ticks = [t for t in ax.xaxis.get_majorticklocs() if low * 0.999 <= t <= high * 1.001]
+    labels = [ax.xaxis.get_major_formatter()(t, i) for i, t in enumerate(ticks)]
+    assert labels == expected
+    minor = ax.xaxis.get_minorticklocs()
+    assert len(minor) > len(ticks)
+    assert {ax.xaxis.get_minor_formatter()(t, i) for i, t in enumerate(minor)} == {""}
+
+
+def test_slice_plot_checks_its_trial_numbers(tmp_path):
+    out = figures.slice_plot(
+        [0.1, 0.2, 0.4], [3.0, 2.0, 1.0], tmp_path / "s.png", param_name="lr", log=True,
+        trial_numbers=[4, 9, 17],
+    )  # fmt: skip
+    assert _not_blank(_read_png(out))
+    with pytest.raises(ValueError, match="trial_numbers has shape"):
+        figures.slice_plot(
+            [0.1, 0.2], [1.0, 2.0], tmp_path / "t.png", param_name="lr", trial_numbers=[1]
+        )

@@ -63,7 +63,10 @@ def compare_report(compare_study):
     workers already ran for real, and a second interpreter would only repeat imports)."""
     folder, storage = compare_study
     out = folder / "reports"
-    assert report.main(["--study", "tiny", "--storage", str(storage), "--out", str(out)]) == 0
+    assert (
+        report.main(["--study", "tiny", "--storage", str(storage), "--out", str(out / "tiny")])
+        == 0
+    )
     study = optuna.load_study(
         study_name="tiny", storage=report.open_existing_storage(str(storage))
     )
@@ -154,6 +157,18 @@ def test_every_figure_is_a_png_embedded_in_the_html(compare_report):
     assert all(s.startswith("data:image/png;base64,") for s in sources)
 
 
+def test_real_samples_are_shown_beside_the_generated_ones(compare_report):
+    """The samples section starts with real held-out data drawn the same way (ring8 here:
+    the generated held-out points, identical to what the study scored against)."""
+    out, _ = compare_report
+    markdown = (out / "report.md").read_text()
+    section = markdown.split("## Samples of the best trials")[1]
+    generated = re.search(r"\(samples_(?!real)\w+\.png\)", section)
+    assert generated and section.index("(samples_real.png)") < generated.start()
+    assert "Real ring8 images from the held-out split" in section
+    assert (out / "samples_real.png").read_bytes().startswith(PNG)
+
+
 def _synthetic_pareto(path: Path) -> tuple[str, list[tuple[int, tuple[float, float]]]]:
     """A pareto study of 8 complete RealMix trials (2 seeds each) and one pruned trial, with
     a tracking URI that does not exist."""
@@ -198,7 +213,9 @@ def _synthetic_pareto(path: Path) -> tuple[str, list[tuple[int, tuple[float, flo
 
 def test_pareto_study_without_mlflow(tmp_path, capsys):
     url, points = _synthetic_pareto(tmp_path / "syn.db")
-    code = report.main(["--study", "syn", "--storage", url, "--out", str(tmp_path / "out")])
+    code = report.main(
+        ["--study", "syn", "--storage", url, "--out", str(tmp_path / "out" / "syn")]
+    )
     assert code == 0
     out = tmp_path / "out" / "syn"
     for name in ("pareto.png", "importance_realmix.png", "contour_realmix_p_mix_alpha.png",
@@ -257,7 +274,7 @@ def test_noise_objective_picks_and_judges_by_its_own_metric(tmp_path):
                 user_attrs={"seeds": seeds, "config": {"trainable": "realmix", "params": {}}},
             )  # fmt: skip
         )
-    assert report.main(["--study", "nz", "--storage", url, "--out", str(tmp_path)]) == 0
+    assert report.main(["--study", "nz", "--storage", url, "--out", str(tmp_path / "nz")]) == 0
     with (tmp_path / "nz" / "summary.csv").open() as handle:
         rows = {r["metric"]: r for r in csv.DictReader(handle)}
     assert rows["w1_noise"]["trial"] == "1" and float(rows["w1_noise"]["mean"]) == 2.1

@@ -92,7 +92,8 @@ def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     command = [sys.executable, "-m", "benchmark.reproduce", "realmix-paper", "--epochs", "2",
                "--seeds", "2", "--data-dir", str(shared_data_dir), "--train-size", "256",
-               "--n-eval", "100", "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
+               "--n-eval", "100", "--device", "cpu",
+               "--out", str(tmp_path / "realmix-paper")]  # fmt: skip
     proc = subprocess.run(
         command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env
     )

@@ -27,7 +27,7 @@ def test_realmix_on_real_mnist(tmp_path, shared_data_dir):
     proc = _run(
         "--trainable", "realmix", "--dataset", "mnist", "--data-dir", str(shared_data_dir),
         "--epochs", "1", "--train-size", "512", "--n-eval", "200", "--param", "alpha=0.3",
-        "--out", str(tmp_path), "--name", "r1",
+        "--out", str(tmp_path / "r1"),
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -49,7 +49,7 @@ def test_realmix_on_real_mnist(tmp_path, shared_data_dir):
 def test_gan_on_ring8(tmp_path):
     proc = _run(
         "--trainable", "gan", "--dataset", "ring8", "--epochs", "2", "--train-size", "512",
-        "--n-eval", "200", "--out", str(tmp_path), "--name", "g",
+        "--n-eval", "200", "--out", str(tmp_path / "g"),
         cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,67 @@
+"""What every MixBench command line shares: --help shows defaults, deprecated flag names warn.
+
+One vocabulary across the CLIs (tests/test_cli.py walks every parser):
+
+- ``--out DIR``: the folder the command writes its files into (exactly DIR, never a sub-folder);
+- ``--data-dir``, ``--dataset``, ``--epochs``, ``--seeds``, ``--batch-size``, ``--train-size``,
+  ``--n-eval``, ``--device``: the run settings of `benchmark.settings.Settings`;
+- ``--storage``, ``--tracking-uri``, ``--study``/``--study-name``: where the study lives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["HelpFormatter", "add_deprecated_alias"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to a flag's help unless the help already says its default in
+    words (needed where the default is None, i.e. computed: "default: the space's")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower():
+            return text
+        default = action.default
+        if action.required or default is None or default is False or default == []:
+            return text
+        if default is argparse.SUPPRESS:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _DeprecatedAlias(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        self.new_flag = kwargs.pop("new_flag")
+        kwargs.setdefault("default", argparse.SUPPRESS)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"{parser.prog}: warning: {option_string} is deprecated; use {self.new_flag}",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_alias(
+    parser: argparse.ArgumentParser, old: str, new: str, *, dest: str | None = None
+) -> None:
+    """`old` sets the same value as `new` (hidden from --help, warns on stderr when used)."""
+    parser.add_argument(
+        old,
+        dest=dest or new.lstrip("-").replace("-", "_"),
+        action=_DeprecatedAlias,
+        new_flag=new,
+        help=argparse.SUPPRESS,
+    )
