@@ -34,7 +34,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import typing
 from collections.abc import Callable, Sequence
@@ -429,6 +431,9 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
             raise UsageError(
                 "--sampler cmaes needs the cmaes package: pip install cmaes"
             ) from None
+    seed = getattr(args, "sampler_seed", None)
+    if seed is not None and not 0 <= seed < 2**32 - 1024:
+        raise UsageError(f"--sampler-seed {seed}: must be a whole number from 0 to 2**32 - 1025")
     try:
         make_sampler(
             args.sampler,
@@ -808,6 +813,22 @@ def run_plan(
     `prepare(study)` runs once the study and its MLflow parent run exist, before any worker
     starts (benchmark.ablation enqueues its design there).
     """
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        return _run_plan(plan, stream=stream, prepare=prepare)
+    finally:
+        # the launcher ignores stop signals while it stops its workers and the study wraps
+        # up; an in-process caller (benchmark.ablation, a notebook, the tests) gets its
+        # Ctrl-C handler back afterwards
+        if sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
+
+
+def _run_plan(
+    plan: StudyPlan, *, stream: Any = None, prepare: Callable[[Any], None] | None = None
+) -> int:
+    """run_plan's body, run with the caller's SIGINT handler restored afterwards."""
     import optuna
 
     from benchmark.launcher import (

@@ -357,6 +357,9 @@ def test_ctrl_c_in_the_launcher_stops_every_worker_cleanly(env, tmp_path, monkey
                 pass
         thread.join(timeout=10)
     assert code == 130 and announced
+    # the launcher ignored Ctrl-C while it stopped its workers; its in-process caller has its
+    # own handler back (else every later Ctrl-C here, and in children it spawns, is ignored)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     study = _journal(env["dir"] / "results" / "optuna.journal", "gan-ring8-wasserstein")
     hung = study.trials[int(announced[1])]
     assert hung.state == TrialState.FAIL and hung.user_attrs["reason"] == "interrupted"

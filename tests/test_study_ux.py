@@ -280,8 +280,8 @@ def test_trial_steps_name_seeds_and_epochs():
 
 PARSERS = {
     "study": study_cli.build_parser,
-    "train": train._parser,
-    "perf": perf._parser,
+    "train": train.build_parser,
+    "perf": perf.build_parser,
     "report": report.build_parser,
     "ablation": ablation.build_parser,
     "reproduce": reproduce.build_parser,
@@ -323,7 +323,7 @@ def test_one_vocabulary_across_the_clis(capsys):
     for name in ("study", "train", "ablation", "reproduce"):
         assert {"--train-size", "--n-eval", "--data-dir"} <= options[name], name
     # the old names still work, with a warning
-    assert perf._parser().parse_args(["--out-dir", "x"]).out_dir == "x"
+    assert perf.build_parser().parse_args(["--out-dir", "x"]).out_dir == "x"
     assert "--out-dir is deprecated; use --out" in capsys.readouterr().err
     old = ablation.build_parser().parse_args(["--base", "realmix", "--results-dir", "r"])
     assert old.results_dir == "r" and "--results-dir is deprecated" in capsys.readouterr().err
