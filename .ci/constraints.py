@@ -46,9 +46,16 @@ def closure() -> dict[str, str]:
     return pins
 
 
+OPTIONAL = {"optuna-dashboard": "0.21.0", "bottle": "0.13.4"}
+"""The `dashboard` extra, which CI does not install: pinned to the versions
+`pip install --dry-run ".[dashboard]" -c constraints.txt` resolved (move them by hand)."""
+
+
 def main() -> int:
-    pins = closure()
-    print("# Versions MixBench is tested with (CI and the README install with -c constraints.txt).")
+    pins = {**OPTIONAL, **closure()}
+    print(
+        "# Versions MixBench is tested with (CI and the README install with -c constraints.txt)."
+    )
     print("# Regenerate: python .ci/constraints.py > constraints.txt (see that script).")
     for name in sorted(pins):
         print(f"{name}=={pins[name]}")
