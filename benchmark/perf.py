@@ -56,6 +56,7 @@ from benchmark.trainables.core import D_HIDDEN, G_HIDDEN
 
 __all__ = [
     "Contender",
+    "OpCounter",
     "IterationCost",
     "NaiveTrial",
     "Peak",
@@ -63,8 +64,10 @@ __all__ = [
     "PerfSettings",
     "Row",
     "iteration_cost",
+    "count_ops_table",
     "main",
     "measure_peak",
+    "ops_per_iteration",
     "render_markdown",
     "run_perf",
 ]
@@ -541,7 +544,7 @@ COUNT_OPS_PARAMS: dict[str, dict[str, Any]] = {"gan": {}, "realmix": {}, "mixtur
 paper's; Mixture GAN: t ~ uniform)."""
 
 
-class _OpCounter(TorchDispatchMode):
+class OpCounter(TorchDispatchMode):
     """Counts ATen operators as they reach the dispatcher (forward and backward)."""
 
     def __init__(self) -> None:
@@ -577,7 +580,7 @@ def ops_per_iteration(
             device=device,
             batch_size=batch_size,
         )
-        with _OpCounter() as counter:
+        with OpCounter() as counter:
             trainable.train_epoch()
         counts.append(counter.count)
     per_step, rest = divmod(counts[1] - counts[0], 2)
@@ -596,7 +599,10 @@ def count_ops_table(
 ) -> tuple[dict[str, dict[int, int]], str]:
     """{variant: {P: ops per iteration}} and the same as a Markdown table."""
     counts = {
-        v: {p: ops_per_iteration(v, p, data, device=device, batch_size=batch_size) for p in populations}
+        v: {
+            p: ops_per_iteration(v, p, data, device=device, batch_size=batch_size)
+            for p in populations
+        }
         for v in variants
     }
     lines = [
@@ -1038,12 +1044,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out-dir", default=d.out_dir)
+    p.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="only print ATen operators per training iteration of every variant at each "
+        "--populations size (no timing, nothing written)",
+    )
     return p
+
+
+def count_ops_main(args: argparse.Namespace) -> int:
+    """`--count-ops`: the op-count table on stdout."""
+    populations = _parse_populations(args.populations)
+    if not populations or any(p < 1 for p in populations):
+        raise SettingsError(f"--populations {args.populations} is invalid: e.g. 1,4,16")
+    device = resolve_device(args.device)
+    data = load_dataset(
+        args.dataset, data_dir=args.data_dir, device=device, batch_size=args.batch_size
+    )
+    _, table = count_ops_table(data, populations, device=device, batch_size=args.batch_size)
+    print(
+        f"ATen operators per training iteration ({data.name}, batch {args.batch_size}, "
+        f"{device}; each variant's default params, Mixture GAN t ~ uniform):"
+    )
+    print(table)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 on bad settings or missing data."""
     args = _parser().parse_args(argv)
+    if args.count_ops:
+        try:
+            return count_ops_main(args)
+        except (SettingsError, DataError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     try:
         settings = PerfSettings(
             trainable=args.trainable,
