@@ -7,6 +7,9 @@ P = 256. The counts come from a TorchDispatchMode (forward and backward), per it
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +52,30 @@ def test_count_ops_cli_prints_the_table(capsys):
 def test_count_ops_cli_rejects_bad_populations(capsys):
     assert perf.main(["--count-ops", "--dataset", "ring8", "--populations", "1,x"]) == 2
     assert "--populations '1,x' is invalid" in capsys.readouterr().err
+
+
+def test_perf_times_a_baseline_engine_in_subprocesses(tmp_path):
+    """--baseline-engine DIR adds 'previous engine P=k' rows (here: this very checkout) and
+    the ratio of the two engines' rates to the report."""
+    root = Path(__file__).resolve().parents[1]
+    args = "--trainable gan --dataset ring8 --populations 1,2 --steps 2 --rounds 1 --warmup 0"
+    args += " --n-eval 30 --threads 1 --workers 1 --device cpu"
+    argv = [*args.split(), "--out-dir", str(tmp_path), "--baseline-engine", str(root)]
+    assert perf.main(argv) == 0
+    (js,) = tmp_path.glob("perf-*.json")
+    report = json.loads(js.read_text())
+    names = [r["contender"] for r in report["rows"]]
+    assert names[-2:] == ["previous engine P=1", "previous engine P=2"]
+    rates = {r["contender"]: r["iters_per_s"] for r in report["rows"]}
+    assert all(rates[n] > 0 for n in names)
+    assert report["baseline_ratio"]["2"] == pytest.approx(
+        rates["mixbench P=2"] / rates["previous engine P=2"]
+    )
+    assert "vs the previous engine" in (tmp_path / js.name.replace(".json", ".md")).read_text()
+
+
+def test_perf_rejects_a_baseline_that_is_no_checkout(tmp_path, capsys):
+    argv = ["--dataset", "ring8", "--baseline-engine", str(tmp_path), "--out-dir", str(tmp_path)]
+    assert perf.main(argv) == 2
+    assert "is not a MixBench checkout" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
