@@ -4,6 +4,8 @@ Every tensor here has a leading member dimension P. A member's weights, optimise
 random draws depend only on its own seed and hyperparameters, so member i of a population
 trains exactly as a population of one with the same seed would: on CPU bit for bit
 (`member_matmul`); on CUDA up to the rounding of the batched matmul kernels cuBLAS picks.
+The random streams are counter-based (Philox-4x32-10 in tensor ops, `MemberRNG`), so every
+draw is one evaluation for all members: nothing here loops over members.
 """
 
 from __future__ import annotations
@@ -76,26 +78,31 @@ def _philox_rounds(
     c3: torch.Tensor,
     round_keys: torch.Tensor,
 ) -> list[torch.Tensor]:
-    """Philox-4x32 on int64 tensors of uint32 values, in place (c0..c3 are overwritten).
+    """Philox-4x32 on int64 tensors of uint32 values; returns the output words (c0..c3).
 
     c0..c3: equal shapes; round_keys: (rounds, 2, ...) broadcastable against them. torch has
     no unsigned 32 x 32 -> 64 multiply, so the product is taken in int64: it may pass 2**63
     and wrap to a negative number whose low and high 32 bits are still the unsigned
     product's (two's complement); `check_philox` verifies this on each device against the
-    Random123 known answers before a generator draws there. Twelve in-place ops per round:
-    fresh temporaries per op made the generator ~2x slower on CPU.
+    Random123 known answers before a generator draws there.
+
+    The words are kept in two stacked pairs, a = (c0, c2) and b = (c3, c1), so that a round
+    is seven in-place operators whatever the shape: with p = a * (M0, M1),
+    a' = swap(hi(p) ^ b) ^ key and b' = lo(p), which is Philox's
+    (c0, c1, c2, c3)' = (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)).
     """
-    p0, p1 = torch.empty_like(c0), torch.empty_like(c2)
-    for k0, k1 in round_keys:
-        torch.mul(c0, PHILOX_M[0], out=p0)
-        torch.mul(c2, PHILOX_M[1], out=p1)
-        torch.bitwise_right_shift(p1, 32, out=c0).bitwise_and_(MASK32).bitwise_xor_(c1)
-        c0.bitwise_xor_(k0)
-        torch.bitwise_right_shift(p0, 32, out=c2).bitwise_and_(MASK32).bitwise_xor_(c3)
-        c2.bitwise_xor_(k1)
-        torch.bitwise_and(p1, MASK32, out=c1)
-        torch.bitwise_and(p0, MASK32, out=c3)
-    return [c0, c1, c2, c3]
+    a = torch.stack([c0, c2])
+    b = torch.stack([c3, c1])
+    mult = torch.tensor(PHILOX_M, dtype=torch.int64, device=a.device)
+    mult = mult.view(2, *([1] * (a.dim() - 1)))
+    swap = torch.tensor([1, 0], device=a.device)
+    p, t = torch.empty_like(a), torch.empty_like(a)
+    for key in round_keys:
+        torch.mul(a, mult, out=p)
+        torch.bitwise_right_shift(p, 32, out=t).bitwise_and_(MASK32).bitwise_xor_(b)
+        torch.index_select(t, 0, swap, out=a).bitwise_xor_(key)
+        torch.bitwise_and(p, MASK32, out=b)
+    return [a[0], b[1], a[1], b[0]]
 
 
 def round_keys(key: torch.Tensor, rounds: int = PHILOX_ROUNDS) -> torch.Tensor:
