@@ -129,8 +129,8 @@ def philox4x32(
     def as_tensor(v: int | torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(v, dtype=torch.int64, device=device)
 
-    words = torch.broadcast_tensors(*[as_tensor(c) for c in counter])
-    k = torch.stack(torch.broadcast_tensors(*[as_tensor(c) for c in key]))
+    *words, k0, k1 = torch.broadcast_tensors(*[as_tensor(w) for w in (*counter, *key)])
+    k = torch.stack([k0, k1])
     return _philox_rounds(*[w.clone() for w in words], round_keys(k, rounds))
 
 
