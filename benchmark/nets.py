@@ -366,6 +366,7 @@ class StackedMLP(nn.Module):
         dropout: torch.Tensor | None,
         dropout_on: Sequence[bool] | None,
         rng: MemberRNG | None,
+        members: torch.Tensor | None = None,
     ) -> list[torch.Tensor] | None:
         """Every hidden layer's (P, batch, width) dropout multipliers (0 or 1 / keep), drawn
         in one call: 16-bit uniforms u, an element kept when u < keep * 2**16 (the rate is
@@ -377,10 +378,13 @@ class StackedMLP(nn.Module):
             return None
         widths = self.sizes[1:-1]
         keep = 1.0 - dropout
-        u = rng.rand16(batch * sum(widths), mask=dropout > 0)
+        mask = dropout > 0 if members is None else (dropout > 0) & members
+        u = rng.rand16(batch * sum(widths), mask=mask)
         scale = torch.where(keep > 0, 1.0 / keep.clamp_min(1e-12), 0.0)
         kept = u < (keep * 65536.0)[:, None]
         drop = kept.to(torch.float32) * scale[:, None]
+        if members is not None:
+            drop = torch.where(members[:, None], drop, 1.0)
         parts = drop.split([batch * w for w in widths], dim=1)
         return [part.view(-1, batch, w) for part, w in zip(parts, widths)]
 
@@ -392,13 +396,16 @@ class StackedMLP(nn.Module):
         dropout_on: Sequence[bool] | None = None,
         rng: MemberRNG | None = None,
         cond: torch.Tensor | None = None,
+        members: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: (P, B, in). dropout: (P,) rates, applied when given with an rng (training).
 
         `dropout_on[i]` says whether member i's rate is above 0 (kept on the host by the
         caller, so deciding which members draw dropout masks never waits for the device).
+        `members`: (P,) bool, the members for which this pass exists (others draw nothing
+        and get no dropout; their outputs must be discarded by the caller).
         """
-        drops = self._dropout_multipliers(x.shape[1], dropout, dropout_on, rng)
+        drops = self._dropout_multipliers(x.shape[1], dropout, dropout_on, rng, members)
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):

@@ -153,7 +153,8 @@ class MixtureGAN:
         fake_logits = core.discriminate(fake_mix, cond=s)
         loss = bce_real(fake_logits)
         if any(self.minimax_on):
-            minimax = -bce_fake(fake_logits) - bce_real(core.discriminate(real_mix, cond=s))
+            real_logits = core.discriminate(real_mix, cond=s, members=self.minimax)
+            minimax = -bce_fake(fake_logits) - bce_real(real_logits)
             loss = torch.where(self.minimax, minimax, loss)
         return loss
 
