@@ -266,6 +266,8 @@ class MemberRNG:
         return torch.stack([r * torch.cos(u2), r * torch.sin(u2)], dim=-1).view(p, -1)
 
     def _highs(self, highs: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        if not isinstance(highs, torch.Tensor) and any(not 0 <= int(x) <= 2**31 for x in highs):
+            raise ValueError(f"bounds must lie in [0, 2**31], got {list(highs)}")
         h = torch.as_tensor(highs, dtype=torch.int64, device=self.device).view(-1)
         if h.shape[0] != self.size:
             raise ValueError(f"need one bound per member: {h.shape[0]} for {self.size}")

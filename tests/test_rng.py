@@ -102,6 +102,8 @@ def test_integers_below_per_member_bounds():
     assert rng.randint(highs, 3, 5).shape == (len(highs), 3, 5)
     with pytest.raises(ValueError, match="one bound per member"):
         rng.randint([5], 4)
+    with pytest.raises(ValueError, match=r"bounds must lie in \[0, 2\*\*31\]"):
+        rng.randint([1, 2, 3, 4, 5, 2**31 + 1], 4)
 
 
 def test_ragged_draws_are_prefixes_of_plain_draws():
