@@ -362,19 +362,17 @@ class StackedMLP(nn.Module):
             else None
         )
 
-    def dropout_multipliers(
+    def _dropout_multipliers(
         self,
         batch: int,
         dropout: torch.Tensor | None,
         dropout_on: Sequence[bool] | None,
         rng: MemberRNG | None,
         members: torch.Tensor | None = None,
-        passes: int = 1,
-    ) -> list[list[torch.Tensor]] | None:
-        """For each of `passes` forward passes, every hidden layer's (P, batch, width) dropout
-        multipliers (0 or 1 / keep), all drawn in one call: 16-bit uniforms u, an element
-        kept when u < keep * 2**16 (the rate is honoured to within 2**-16). None when no
-        member uses dropout. `members` as in `forward`."""
+    ) -> list[torch.Tensor] | None:
+        """Every hidden layer's (P, batch, width) dropout multipliers (0 or 1 / keep), drawn
+        in one call: 16-bit uniforms u, an element kept when u < keep * 2**16 (the rate is
+        honoured to within 2**-16). None when no member uses dropout."""
         if dropout is None or rng is None:
             return None
         on = list(dropout_on) if dropout_on is not None else (dropout > 0).tolist()
@@ -383,15 +381,14 @@ class StackedMLP(nn.Module):
         widths = self.sizes[1:-1]
         keep = 1.0 - dropout
         mask = dropout > 0 if members is None else (dropout > 0) & members
-        u = rng.rand16(passes * batch * sum(widths), mask=mask)
+        u = rng.rand16(batch * sum(widths), mask=mask)
         scale = torch.where(keep > 0, 1.0 / keep.clamp_min(1e-12), 0.0)
         kept = u < (keep * 65536.0)[:, None]
         drop = kept.to(torch.float32) * scale[:, None]
         if members is not None:
             drop = torch.where(members[:, None], drop, 1.0)
-        parts = drop.split([batch * w for w in widths] * passes, dim=1)
-        layers = [part.view(-1, batch, w) for part, w in zip(parts, widths * passes)]
-        return [layers[k * len(widths) : (k + 1) * len(widths)] for k in range(passes)]
+        parts = drop.split([batch * w for w in widths], dim=1)
+        return [part.view(-1, batch, w) for part, w in zip(parts, widths)]
 
     def forward(
         self,
@@ -402,19 +399,15 @@ class StackedMLP(nn.Module):
         rng: MemberRNG | None = None,
         cond: torch.Tensor | None = None,
         members: torch.Tensor | None = None,
-        drops: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x: (P, B, in). dropout: (P,) rates, applied when given with an rng (training).
 
         `dropout_on[i]` says whether member i's rate is above 0 (kept on the host by the
         caller, so deciding which members draw dropout masks never waits for the device).
         `members`: (P,) bool, the members for which this pass exists (others draw nothing
-        and get no dropout; their outputs must be discarded by the caller). `drops`: this
-        pass's multipliers drawn beforehand (`dropout_multipliers`), instead of drawing.
+        and get no dropout; their outputs must be discarded by the caller).
         """
-        if drops is None:
-            drawn = self.dropout_multipliers(x.shape[1], dropout, dropout_on, rng, members)
-            drops = drawn[0] if drawn is not None else None
+        drops = self._dropout_multipliers(x.shape[1], dropout, dropout_on, rng, members)
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):

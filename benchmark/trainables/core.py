@@ -33,8 +33,6 @@ __all__ = [
 
 G_HIDDEN = (256, 512, 1024)
 D_HIDDEN = (1024, 512, 256)
-D_PASSES = 3
-"""D passes every variant makes per training step (D's loss on real and generated, G's)."""
 
 
 def bce_real(logits: torch.Tensor) -> torch.Tensor:
@@ -143,7 +141,6 @@ class AdversarialCore:
             list(self.D.parameters()), lr=hp["lr"], beta1=hp["beta1"], beta2=hp["beta2"]
         )
         self.epoch = 0
-        self._d_drops: list[list[torch.Tensor]] = []
 
     @property
     def size(self) -> int:
@@ -162,11 +159,7 @@ class AdversarialCore:
         members: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """D's logits. `members` ((P,) bool): a pass only those members make (the others'
-        outputs are discarded), so only they draw dropout masks, as they would alone. In
-        training, the first `D_PASSES` passes of a step use masks drawn at its start."""
-        drops = None
-        if train and members is None and self._d_drops:
-            drops = self._d_drops.pop(0)
+        outputs are discarded), so only they draw dropout masks, as they would alone."""
         return self.D(
             x,
             dropout=self.hp["dropout_d"] if train else None,
@@ -174,7 +167,6 @@ class AdversarialCore:
             rng=self.rng,
             cond=cond,
             members=members,
-            drops=drops,
         )
 
     def train_epoch(self, strategy: Strategy) -> EpochResult:
@@ -195,18 +187,6 @@ class AdversarialCore:
                 rng=self.rng,
             )
 
-            # Every variant runs D on the real and the generated batch for its loss and on
-            # the generated batch for G's: those passes' dropout masks in one draw.
-            self._d_drops = (
-                self.D.dropout_multipliers(
-                    bsz,
-                    self.hp["dropout_d"],
-                    self.dropout_on["dropout_d"],
-                    self.rng,
-                    passes=D_PASSES,
-                )
-                or []
-            )
             d_loss = strategy.d_loss(self, real, fake.detach())
             self.opt_d.zero_grad()
             d_loss.sum().backward()
@@ -217,7 +197,6 @@ class AdversarialCore:
             g_loss.sum().backward()
             self.opt_g.step()
 
-            self._d_drops = []
             g_buf[:, s] = g_loss.detach()
             d_buf[:, s] = d_loss.detach()
         self.epoch += 1
