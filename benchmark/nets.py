@@ -4,6 +4,8 @@ Every tensor here has a leading member dimension P. A member's weights, optimise
 random draws depend only on its own seed and hyperparameters, so member i of a population
 trains exactly as a population of one with the same seed would: on CPU bit for bit
 (`member_matmul`); on CUDA up to the rounding of the batched matmul kernels cuBLAS picks.
+The random streams are counter-based (Philox-4x32-10 in tensor ops, `MemberRNG`), so every
+draw is one evaluation for all members: nothing here loops over members.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MemberRNG", "StackedAdam", "StackedMLP", "member_matmul", "member_view"]
+__all__ = [
+    "KAT",
+    "MemberRNG",
+    "StackedAdam",
+    "StackedMLP",
+    "check_philox",
+    "member_matmul",
+    "member_view",
+    "philox4x32",
+    "round_keys",
+]
 
 
 def member_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -40,71 +52,278 @@ def member_matmul(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = Non
     return torch.baddbmm(b, x, w) if b is not None else torch.bmm(x, w)
 
 
-class MemberRNG:
-    """One torch.Generator per member; every draw returns a (P, *shape) tensor.
+PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+"""Philox-4x32 round multipliers (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+SC 2011; the Random123 constants)."""
+PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+"""Philox-4x32 key increments (the golden ratio and sqrt(3) - 1 as 32-bit fractions)."""
+PHILOX_ROUNDS = 10
+MASK32 = 0xFFFFFFFF
+KAT = (
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((MASK32,) * 4, (MASK32,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+)
+"""Random123's known-answer tests for Philox-4x32-10: (counter, key, output) words."""
 
-    A member whose `mask` entry is False draws nothing (its stream does not advance) and gets
-    zeros, so a member with e.g. dropout 0 consumes the same random numbers in a population as
-    it would alone.
+
+def _philox_rounds(
+    c0: torch.Tensor,
+    c1: torch.Tensor,
+    c2: torch.Tensor,
+    c3: torch.Tensor,
+    round_keys: torch.Tensor,
+) -> list[torch.Tensor]:
+    """Philox-4x32 on int64 tensors of uint32 values; returns the output words (c0..c3).
+
+    c0..c3: equal shapes; round_keys: (rounds, 2, ...) broadcastable against them. torch has
+    no unsigned 32 x 32 -> 64 multiply, so the product is taken in int64: it may pass 2**63
+    and wrap to a negative number whose low and high 32 bits are still the unsigned
+    product's (two's complement); `check_philox` verifies this on each device against the
+    Random123 known answers before a generator draws there.
+
+    The words are kept in two stacked pairs, a = (c0, c2) and b = (c3, c1), so that a round
+    is seven in-place operators whatever the shape: with p = a * (M0, M1),
+    a' = swap(hi(p) ^ b) ^ key and b' = lo(p), which is Philox's
+    (c0, c1, c2, c3)' = (hi(p1) ^ c1 ^ k0, lo(p1), hi(p0) ^ c3 ^ k1, lo(p0)).
+    """
+    a = torch.stack([c0, c2])
+    b = torch.stack([c3, c1])
+    mult = torch.tensor(PHILOX_M, dtype=torch.int64, device=a.device)
+    mult = mult.view(2, *([1] * (a.dim() - 1)))
+    swap = torch.tensor([1, 0], device=a.device)
+    p, t = torch.empty_like(a), torch.empty_like(a)
+    for key in round_keys:
+        torch.mul(a, mult, out=p)
+        torch.bitwise_right_shift(p, 32, out=t).bitwise_and_(MASK32).bitwise_xor_(b)
+        torch.index_select(t, 0, swap, out=a).bitwise_xor_(key)
+        torch.bitwise_and(p, MASK32, out=b)
+    return [a[0], b[1], a[1], b[0]]
+
+
+def round_keys(key: torch.Tensor, rounds: int = PHILOX_ROUNDS) -> torch.Tensor:
+    """(rounds, 2, *key.shape[1:]) Philox key schedule of key (2, ...) int64 (uint32 words)."""
+    step = torch.tensor(PHILOX_W, dtype=torch.int64, device=key.device)
+    r = torch.arange(rounds, dtype=torch.int64, device=key.device)
+    inc = (r[:, None] * step[None]).view(rounds, 2, *([1] * (key.dim() - 1)))
+    return (key[None] + inc) & MASK32
+
+
+def philox4x32(
+    counter: Sequence[int | torch.Tensor],
+    key: Sequence[int | torch.Tensor],
+    *,
+    device: torch.device | str = "cpu",
+    rounds: int = PHILOX_ROUNDS,
+) -> list[torch.Tensor]:
+    """Philox-4x32-`rounds` of counter words (c0, c1, c2, c3) under key words (k0, k1).
+
+    Words are Python ints or int64 tensors of uint32 values (broadcast together); returns the
+    four output words as int64 tensors.
     """
 
-    def __init__(self, seeds: Sequence[int], device: torch.device) -> None:
-        self.device = device
-        self.gens = [torch.Generator(device=device) for _ in seeds]
-        for gen, seed in zip(self.gens, seeds):
-            gen.manual_seed(int(seed))
+    def as_tensor(v: int | torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(v, dtype=torch.int64, device=device)
+
+    *words, k0, k1 = torch.broadcast_tensors(*[as_tensor(w) for w in (*counter, *key)])
+    k = torch.stack([k0, k1])
+    return _philox_rounds(*[w.clone() for w in words], round_keys(k, rounds))
+
+
+_CHECKED: set[str] = set()
+
+
+def check_philox(device: torch.device | str) -> None:
+    """Raise RuntimeError unless this device's int64 arithmetic gives Random123's answers."""
+    name = str(torch.device(device))
+    if name in _CHECKED:
+        return
+    for counter, key, expected in KAT:
+        got = tuple(int(w) for w in philox4x32(counter, key, device=device))
+        if got != expected:
+            raise RuntimeError(
+                f"Philox-4x32-10 on {name} gives {[hex(w) for w in got]} for counter "
+                f"{[hex(w) for w in counter]}, expected {[hex(w) for w in expected]}: this "
+                "device's int64 multiply does not wrap as two's complement; MixBench's "
+                "random streams cannot run on it"
+            )
+    _CHECKED.add(name)
+
+
+Mask = Sequence[bool] | torch.Tensor | None
+
+
+class MemberRNG:
+    """Counter-based random streams for P members: Philox-4x32-10 in batched tensor ops.
+
+    Member i's stream is keyed by its seed (the 64-bit key) and the generator's `stream`
+    (counter words 2 and 3); its counter (words 0 and 1) counts the 128-bit blocks it has
+    drawn. Every draw returns a (P, *shape) tensor made by one Philox evaluation for all
+    members, so a draw costs the same number of kernels whatever P is, and member i's values
+    depend only on its seed, the stream and how many blocks it has drawn: a population draws
+    for member i exactly what a population of one with the same seed draws.
+
+    A member whose `mask` entry is False gets zeros and its counter does not advance (so a
+    member with e.g. dropout 0 consumes the same numbers in a population as alone). Each
+    draw of n values takes ceil(n / 4) blocks (n / 8 for the 16-bit `rand16`); the unused
+    words of the last block are discarded.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device, *, stream: int = 0) -> None:
+        check_philox(device)
+        self.device = torch.device(device)
+        self.stream = int(stream) & ((1 << 64) - 1)
+        keys = [[int(s) & MASK32, (int(s) >> 32) & MASK32] for s in seeds]
+        self.key = torch.tensor(keys, dtype=torch.int64, device=self.device).view(-1, 2)
+        self.counter = torch.zeros(len(keys), dtype=torch.int64, device=self.device)
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        self._round_keys = round_keys(self.key.t()[:, :, None])  # (rounds, 2, P, 1)
 
     @property
     def size(self) -> int:
-        return len(self.gens)
+        return int(self.key.shape[0])
 
-    def _draw(self, fill, shape: tuple[int, ...], mask: Sequence[bool] | None) -> torch.Tensor:
-        # Each member's draw fills its own contiguous row in place: the same values as
-        # torch.rand/randn(shape, generator=g) (which are empty(shape) filled in place),
-        # without the copy that stacking separate draws costs.
-        out = torch.empty(self.size, *shape, device=self.device)
-        for i, gen in enumerate(self.gens):
-            if mask is None or mask[i]:
-                fill(out[i], gen)
-            else:
-                out[i].zero_()
-        return out
+    def _mask(self, mask: Mask) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        if isinstance(mask, torch.Tensor):
+            return mask.to(device=self.device, dtype=torch.bool)
+        return torch.tensor([bool(m) for m in mask], dtype=torch.bool, device=self.device)
 
-    def randn(self, *shape: int, mask: Sequence[bool] | None = None) -> torch.Tensor:
-        return self._draw(lambda t, g: t.normal_(generator=g), shape, mask)
+    def _blocks(self, n_blocks: int) -> torch.Tensor:
+        """(P, 4 * n_blocks) words of the members' next n_blocks blocks (no advance)."""
+        ctr = self.counter[:, None] + torch.arange(n_blocks, device=self.device)
+        c0 = ctr & MASK32
+        c1 = ctr >> 32
+        c2 = torch.full_like(ctr, self.stream & MASK32)
+        c3 = torch.full_like(ctr, self.stream >> 32)
+        words = _philox_rounds(c0, c1, c2, c3, self._round_keys)
+        return torch.stack(words, dim=-1).view(self.size, 4 * n_blocks)
 
-    def rand(self, *shape: int, mask: Sequence[bool] | None = None) -> torch.Tensor:
-        return self._draw(lambda t, g: t.uniform_(generator=g), shape, mask)
+    def words(self, n: int, mask: Mask = None) -> torch.Tensor:
+        """(P, n) int64 uniform 32-bit words; member i's counter advances ceil(n / 4)."""
+        return self._words(n, self._mask(mask))
 
-    def randint(self, highs: Sequence[int], *shape: int) -> torch.Tensor:
-        """Integers in [0, highs[i]) for member i."""
-        return torch.stack(
-            [
-                torch.randint(int(h), shape, generator=g, device=self.device)
-                for g, h in zip(self.gens, highs)
-            ]
-        )
+    def _words(self, n: int, mask: torch.Tensor | None) -> torch.Tensor:
+        n_blocks = -(-int(n) // 4)
+        out = self._blocks(n_blocks)[:, :n]
+        if mask is None:
+            self.counter += n_blocks
+            return out
+        self.counter += mask.long() * n_blocks
+        return torch.where(mask[:, None], out, 0)
 
-    def randint_ragged(self, high: int, counts: Sequence[int], width: int) -> torch.Tensor:
+    def _ragged_words(self, counts: torch.Tensor, width: int) -> torch.Tensor:
+        """(P, width) words, member i's first counts[i] real, the rest 0; it advances
+        ceil(counts[i] / 4) blocks (its words are those of a plain draw of counts[i])."""
+        n_blocks = -(-int(width) // 4)
+        out = self._blocks(n_blocks)[:, :width]
+        self.counter += (counts + 3) // 4
+        keep = torch.arange(width, device=self.device)[None] < counts[:, None]
+        return torch.where(keep, out, 0)
+
+    def rand(self, *shape: int, mask: Mask = None) -> torch.Tensor:
+        """Uniform floats in [0, 1) (24 random bits each, as torch.rand's float32)."""
+        n = math.prod(shape)
+        return self.uniforms(self._words(n, self._mask(mask))).view(self.size, *shape)
+
+    def rand16(self, n: int, mask: Mask = None) -> torch.Tensor:
+        """(P, n) int64 uniform integers in [0, 65536), two per word: half the Philox work of
+        `rand` where 16 bits of resolution are enough (dropout keep/drop decisions)."""
+        m = self._mask(mask)
+        w = self._words(-(-int(n) // 2), m)
+        return torch.stack([w & 0xFFFF, w >> 16], dim=-1).view(self.size, -1)[:, :n]
+
+    def randn(self, *shape: int, mask: Mask = None) -> torch.Tensor:
+        """Standard normal floats (Box-Muller on pairs of words, see `normals`)."""
+        n = math.prod(shape)
+        m = self._mask(mask)
+        z = self.normals(self._words(n + (n & 1), m))[:, :n]
+        if m is not None:
+            z = torch.where(m[:, None], z, 0.0)
+        return z.reshape(self.size, *shape)
+
+    @staticmethod
+    def uniforms(words: torch.Tensor) -> torch.Tensor:
+        """Words -> uniform float32 in [0, 1) (their top 24 bits, as torch.rand's float32)."""
+        return (words >> 8).to(torch.float32) * 2.0**-24
+
+    @staticmethod
+    def normals(words: torch.Tensor) -> torch.Tensor:
+        """(P, 2m) words -> (P, 2m) standard normals by Box-Muller: words 2j and 2j+1 give
+        normals 2j and 2j+1; the 24-bit uniforms cut the tails at sqrt(2 ln 2**24) = 5.77."""
+        p = words.shape[0]
+        w = words.reshape(p, -1, 2)
+        u1 = ((w[..., 0] >> 8) + 1).to(torch.float32) * 2.0**-24  # (0, 1]: log is finite
+        u2 = (w[..., 1] >> 8).to(torch.float32) * (2.0**-24 * 2.0 * math.pi)
+        r = torch.sqrt(-2.0 * torch.log(u1))
+        return torch.stack([r * torch.cos(u2), r * torch.sin(u2)], dim=-1).view(p, -1)
+
+    def _highs(self, highs: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        if not isinstance(highs, torch.Tensor) and any(not 0 <= int(x) <= 2**31 for x in highs):
+            raise ValueError(f"bounds must lie in [0, 2**31], got {list(highs)}")
+        h = torch.as_tensor(highs, dtype=torch.int64, device=self.device).view(-1)
+        if h.shape[0] != self.size:
+            raise ValueError(f"need one bound per member: {h.shape[0]} for {self.size}")
+        return h
+
+    @staticmethod
+    def below(words: torch.Tensor, highs: torch.Tensor | int) -> torch.Tensor:
+        """Words -> integers in [0, highs) (highs broadcasts against words; <= 2**31)."""
+        # Multiply-shift (Lemire 2019): floor(w * h / 2**32), in [0, h); the bias is below
+        # h / 2**32 per value (< 1.4e-5 for h = 60,000). h <= 2**31 keeps w * h in int64.
+        return (words * highs) >> 32
+
+    def randint(self, highs: Sequence[int] | torch.Tensor, *shape: int) -> torch.Tensor:
+        """Integers in [0, highs[i]) for member i; highs: P ints (list or tensor), <= 2**31."""
+        h = self._highs(highs)
+        w = self._words(math.prod(shape), None)
+        return self.below(w, h[:, None]).view(self.size, *shape)
+
+    def randint_ragged(
+        self, high: int, counts: Sequence[int] | torch.Tensor, width: int
+    ) -> torch.Tensor:
         """Member i draws counts[i] integers in [0, high), padded with zeros to `width`."""
-        out = torch.zeros(self.size, width, dtype=torch.long, device=self.device)
-        for i, (g, c) in enumerate(zip(self.gens, counts)):
-            out[i, : int(c)] = torch.randint(int(high), (int(c),), generator=g, device=self.device)
-        return out
+        c = self._highs(counts)
+        return self.below(self._ragged_words(c, width), int(high))
 
     def randperm(self, n: int) -> torch.Tensor:
-        return torch.stack([torch.randperm(n, generator=g, device=self.device) for g in self.gens])
+        """(P, n) permutations: the stable argsort of 63-bit random keys (two words each)."""
+        w = self._words(2 * int(n), None).view(self.size, n, 2)
+        keys = ((w[..., 0] >> 1) << 32) | w[..., 1]
+        return torch.argsort(keys, dim=1, stable=True)
 
-    def get_state(self) -> list[torch.Tensor]:
-        return [g.get_state() for g in self.gens]
+    def get_state(self) -> dict[str, torch.Tensor | int]:
+        """Every member's key and counter (copies), and the stream."""
+        return {"key": self.key.clone(), "counter": self.counter.clone(), "stream": self.stream}
+
+    def set_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        if not isinstance(state, dict) or not {"key", "counter", "stream"} <= set(state):
+            raise ValueError(
+                "random-stream state is not a MemberRNG state (a checkpoint written before "
+                "the counter-based generator?): re-run from the start to resume"
+            )
+        key = torch.as_tensor(state["key"], dtype=torch.int64)
+        if tuple(key.shape) != tuple(self.key.shape):
+            raise ValueError(f"state holds {key.shape[0]} members, this generator {self.size}")
+        self.key.copy_(key)
+        self.counter.copy_(torch.as_tensor(state["counter"], dtype=torch.int64))
+        self.stream = int(state["stream"])
+        self._refresh_keys()
 
     def adopt(self, index: int, other: MemberRNG, source: int = 0) -> None:
         """Member `index` continues `other`'s member `source` stream from its current state."""
-        self.gens[index].set_state(other.gens[source].get_state())
-
-    def set_state(self, states: Sequence[torch.Tensor]) -> None:
-        for g, s in zip(self.gens, states):
-            g.set_state(s)
+        if other.stream != self.stream:
+            raise ValueError(f"stream {other.stream} cannot be adopted into stream {self.stream}")
+        self.key[index] = other.key[source]
+        self.counter[index] = other.counter[source]
+        self._refresh_keys()
 
 
 class StackedMLP(nn.Module):
@@ -143,6 +362,34 @@ class StackedMLP(nn.Module):
             else None
         )
 
+    def _dropout_multipliers(
+        self,
+        batch: int,
+        dropout: torch.Tensor | None,
+        dropout_on: Sequence[bool] | None,
+        rng: MemberRNG | None,
+        members: torch.Tensor | None = None,
+    ) -> list[torch.Tensor] | None:
+        """Every hidden layer's (P, batch, width) dropout multipliers (0 or 1 / keep), drawn
+        in one call: 16-bit uniforms u, an element kept when u < keep * 2**16 (the rate is
+        honoured to within 2**-16). None when no member uses dropout."""
+        if dropout is None or rng is None:
+            return None
+        on = list(dropout_on) if dropout_on is not None else (dropout > 0).tolist()
+        if not any(on):
+            return None
+        widths = self.sizes[1:-1]
+        keep = 1.0 - dropout
+        mask = dropout > 0 if members is None else (dropout > 0) & members
+        u = rng.rand16(batch * sum(widths), mask=mask)
+        scale = torch.where(keep > 0, 1.0 / keep.clamp_min(1e-12), 0.0)
+        kept = u < (keep * 65536.0)[:, None]
+        drop = kept.to(torch.float32) * scale[:, None]
+        if members is not None:
+            drop = torch.where(members[:, None], drop, 1.0)
+        parts = drop.split([batch * w for w in widths], dim=1)
+        return [part.view(-1, batch, w) for part, w in zip(parts, widths)]
+
     def forward(
         self,
         x: torch.Tensor,
@@ -151,16 +398,16 @@ class StackedMLP(nn.Module):
         dropout_on: Sequence[bool] | None = None,
         rng: MemberRNG | None = None,
         cond: torch.Tensor | None = None,
+        members: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: (P, B, in). dropout: (P,) rates, applied when given with an rng (training).
 
         `dropout_on[i]` says whether member i's rate is above 0 (kept on the host by the
         caller, so deciding which members draw dropout masks never waits for the device).
+        `members`: (P,) bool, the members for which this pass exists (others draw nothing
+        and get no dropout; their outputs must be discarded by the caller).
         """
-        use_dropout = dropout is not None and rng is not None
-        if use_dropout:
-            keep = 1.0 - dropout
-            mask_members = list(dropout_on) if dropout_on is not None else (dropout > 0).tolist()
+        drops = self._dropout_multipliers(x.shape[1], dropout, dropout_on, rng, members)
         last = len(self.weights) - 1
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -170,13 +417,10 @@ class StackedMLP(nn.Module):
             if i == last:
                 break
             h = torch.nn.functional.leaky_relu(h, 0.2)
-            if use_dropout and any(mask_members):
-                u = rng.rand(*h.shape[1:], mask=mask_members)
-                scale = torch.where(keep > 0, 1.0 / keep.clamp_min(1e-12), 0.0)
-                drop = (u < member_view(keep, u)).to(h.dtype) * member_view(scale, u)
-                # A member without dropout has u = 0, keep = 1 and scale = 1, so its drop is
-                # exactly 1.0 and h * drop leaves it (and its gradient) bit-identical.
-                h = h * drop
+            if drops is not None:
+                # A member without dropout has multiplier exactly 1.0, so h * drop leaves it
+                # (and its gradient) bit-identical.
+                h = h * drops[i]
         return torch.tanh(h) if self.out_tanh else h
 
 

@@ -34,9 +34,10 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
 from benchmark.data import DATASETS, DataError, Dataset, load_dataset
@@ -55,6 +57,7 @@ from benchmark.trainables.core import D_HIDDEN, G_HIDDEN
 
 __all__ = [
     "Contender",
+    "OpCounter",
     "IterationCost",
     "NaiveTrial",
     "Peak",
@@ -62,8 +65,10 @@ __all__ = [
     "PerfSettings",
     "Row",
     "iteration_cost",
+    "count_ops_table",
     "main",
     "measure_peak",
+    "ops_per_iteration",
     "render_markdown",
     "run_perf",
 ]
@@ -111,6 +116,10 @@ class PerfSettings:
     """Seed of the naive trial and of member 0 (member i gets seed + i)."""
     out_dir: str = "results/benchmarks"
     """Where perf-<device>.md and perf-<device>.json are written."""
+    baseline_engine: str | None = None
+    """Another MixBench checkout (e.g. a git worktree of the previous commit): its engine is
+    timed too, as 'previous engine P=k' rows, each population in a subprocess that imports
+    that copy, interleaved with the other contenders."""
 
     def __post_init__(self) -> None:
         if self.trainable not in VARIANTS:
@@ -143,6 +152,14 @@ class PerfSettings:
             raise SettingsError(f"--threads {self.threads} is invalid: must be >= 1")
         if self.workers is not None and self.workers < 1:
             raise SettingsError(f"--workers {self.workers} is invalid: must be >= 1")
+        if (
+            self.baseline_engine is not None
+            and not (Path(self.baseline_engine) / "benchmark" / "trainables").is_dir()
+        ):
+            raise SettingsError(
+                f"--baseline-engine {self.baseline_engine} is not a MixBench checkout (no "
+                "benchmark/trainables/ in it); e.g. git worktree add /tmp/before <commit>"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,6 +474,13 @@ class Contender:
         shard()
         return seen
 
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    """Called once when timing is over (e.g. to end a baseline subprocess)."""
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer()
+
     def run_round(self, pool: ThreadPoolExecutor) -> None:
         """Run every shard once: inline for one, concurrently on `pool`'s threads for several."""
         if len(self.shards) == 1:
@@ -531,6 +555,157 @@ def _naive_contender(
     return Contender(name, workers, shards, torch_threads, steps_per_round)
 
 
+_BASELINE_SERVER = """
+import dataclasses, sys
+import torch
+sys.path.insert(0, sys.argv[1])
+from benchmark.data import load_dataset
+from benchmark.trainables import build, params_class
+name, data_dir, device, trainable = sys.argv[2], sys.argv[3] or None, sys.argv[4], sys.argv[5]
+population, steps, batch, threads, seed = (int(a) for a in sys.argv[6:11])
+torch.set_num_threads(threads)
+data = load_dataset(name, data_dir=data_dir, device=device, batch_size=batch)
+chunk = dataclasses.replace(data, train=data.train[: steps * batch])
+params = [params_class(trainable)()] * population
+pop = build(trainable, params, chunk, seeds=[seed + i for i in range(population)],
+            device=device, batch_size=batch)
+print("ready", flush=True)
+for line in sys.stdin:
+    if line.strip() != "run":
+        break
+    pop.train_epoch()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    print("done", flush=True)
+"""
+
+
+def _baseline_contender(
+    settings: PerfSettings,
+    data: Dataset,
+    population: int,
+    steps_per_round: int,
+    torch_threads: int,
+    device: torch.device,
+) -> Contender:
+    """The --baseline-engine's population of `population`, trained in its own subprocess."""
+    root = str(Path(settings.baseline_engine or ".").resolve())
+    data_dir = str(Path(settings.data_dir).resolve()) if settings.data_dir else ""
+    argv = [sys.executable, "-c", _BASELINE_SERVER, root, settings.dataset, data_dir]
+    argv += [str(device), settings.trainable, str(population), str(steps_per_round)]
+    argv += [str(settings.batch_size), str(torch_threads), str(settings.seed)]
+    env = {**os.environ, "PYTHONPATH": root}
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=root
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SettingsError(
+            f"--baseline-engine {root} could not build a {settings.trainable} population "
+            "(see its error above)"
+        )
+
+    def run() -> None:
+        proc.stdin.write("run\n")
+        proc.stdin.flush()
+        if proc.stdout.readline().strip() != "done":
+            raise RuntimeError(f"the baseline engine at {root} stopped (exit {proc.poll()})")
+
+    def close() -> None:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+    return Contender(
+        f"previous engine P={population}",
+        population,
+        [run],
+        torch_threads,
+        steps_per_round,
+        closers=[close],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Operations per training iteration (--count-ops)
+# --------------------------------------------------------------------------------------------
+
+COUNT_OPS_PARAMS: dict[str, dict[str, Any]] = {"gan": {}, "realmix": {}, "mixture": {}}
+"""The params whose op counts `--count-ops` reports: each variant's defaults (RealMix: the
+paper's; Mixture GAN: t ~ uniform)."""
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts ATen operators as they reach the dispatcher (forward and backward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_iteration(
+    variant: str,
+    population: int,
+    data: Dataset,
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    params: Mapping[str, Any] | None = None,
+) -> int:
+    """ATen operators one training iteration of a population dispatches.
+
+    Two populations train one epoch of 2 and of 4 steps; the difference of their counts over
+    2 steps is one iteration's, so the per-epoch work (the shuffle, the loss copies) cancels.
+    """
+    counts = []
+    for steps in (2, 4):
+        trainable = build(
+            variant,
+            [dict(params or COUNT_OPS_PARAMS[variant])] * population,
+            _chunk(data, steps, batch_size),
+            seeds=list(range(population)),
+            device=device,
+            batch_size=batch_size,
+        )
+        with OpCounter() as counter:
+            trainable.train_epoch()
+        counts.append(counter.count)
+    per_step, rest = divmod(counts[1] - counts[0], 2)
+    if rest:
+        raise RuntimeError(f"{variant} P={population}: uneven op counts {counts}")
+    return per_step
+
+
+def count_ops_table(
+    data: Dataset,
+    populations: Sequence[int],
+    *,
+    device: torch.device,
+    batch_size: int = 128,
+    variants: Sequence[str] = tuple(COUNT_OPS_PARAMS),
+) -> tuple[dict[str, dict[int, int]], str]:
+    """{variant: {P: ops per iteration}} and the same as a Markdown table."""
+    counts = {
+        v: {
+            p: ops_per_iteration(v, p, data, device=device, batch_size=batch_size)
+            for p in populations
+        }
+        for v in variants
+    }
+    lines = [
+        "| variant | " + " | ".join(f"P={p}" for p in populations) + " |",
+        "|---|" + "|".join("---" for _ in populations) + "|",
+    ]
+    lines += [
+        f"| {v} | " + " | ".join(str(counts[v][p]) for p in populations) + " |" for v in variants
+    ]
+    return counts, "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------------
 # The report
 # --------------------------------------------------------------------------------------------
@@ -585,6 +760,8 @@ class PerfReport:
     scoring: dict[str, Any]
     rows: list[Row]
     notes: list[str]
+    baseline_ratio: dict[str, float] = field(default_factory=dict)
+    """P -> this engine's member-iterations per second / the --baseline-engine's."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -723,6 +900,12 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
                 )
             )
 
+    if settings.baseline_engine is not None:
+        for p in settings.populations:
+            contenders.append(
+                _baseline_contender(settings, data, p, steps_for(p), threads, device)
+            )
+
     total_rounds = settings.warmup + settings.rounds
     peak: Peak | None = None
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -783,6 +966,15 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
     for row in rows[1:]:
         row.train_ratio = row.trials_per_hour_train / naive.trials_per_hour_train
         row.ratio = row.trials_per_hour / naive.trials_per_hour
+    for c in contenders:
+        c.close()
+    by_name = {row.contender: row for row in rows}
+    baseline = {
+        str(p): by_name[f"mixbench P={p}"].iters_per_s
+        / by_name[f"previous engine P={p}"].iters_per_s
+        for p in settings.populations
+        if f"previous engine P={p}" in by_name
+    }
 
     notes = [
         f"Trials per hour are EXTRAPOLATED to {settings.target_epochs} epochs of {epoch_size} "
@@ -801,6 +993,13 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         "'naive (W workers)' is W naive scripts at once, for reference.",
         f"Roofline: achieved FLOP/s / min(peak, intensity x bandwidth); {cost.note}.",
     ]
+    if baseline:
+        ratios = ", ".join(f"P={p}: {r:.2f}x" for p, r in baseline.items())
+        notes.append(
+            f"This engine vs the previous engine at {settings.baseline_engine} (member-"
+            f"iterations per second, same run, same rounds): {ratios}. The previous engine "
+            "ran in a subprocess per population, driven round by round from this process."
+        )
     return PerfReport(
         settings=dataclasses.asdict(settings),
         device=_device_info(device),
@@ -819,6 +1018,7 @@ def run_perf(settings: PerfSettings, *, log: Callable[[str], None] = print) -> P
         scoring={**scoring, "per_trial_s": scoring_s},
         rows=rows,
         notes=notes,
+        baseline_ratio=baseline,
     )
 
 
@@ -991,12 +1191,49 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", dest="out_dir", default=d.out_dir, help="folder the report is written into"
     )
     add_deprecated_alias(p, "--out-dir", "--out", dest="out_dir")
+    p.add_argument(
+        "--baseline-engine",
+        default=None,
+        metavar="DIR",
+        help="also time the engine of another MixBench checkout (e.g. a git worktree of the "
+        "previous commit), in subprocesses, as 'previous engine P=k' rows (default: none)",
+    )
+    p.add_argument(
+        "--count-ops",
+        action="store_true",
+        help="only print ATen operators per training iteration of every variant at each "
+        "--populations size (no timing, nothing written)",
+    )
     return p
+
+
+def count_ops_main(args: argparse.Namespace) -> int:
+    """`--count-ops`: the op-count table on stdout."""
+    populations = _parse_populations(args.populations)
+    if not populations or any(p < 1 for p in populations):
+        raise SettingsError(f"--populations {args.populations} is invalid: e.g. 1,4,16")
+    device = resolve_device(args.device)
+    data = load_dataset(
+        args.dataset, data_dir=args.data_dir, device=device, batch_size=args.batch_size
+    )
+    _, table = count_ops_table(data, populations, device=device, batch_size=args.batch_size)
+    print(
+        f"ATen operators per training iteration ({data.name}, batch {args.batch_size}, "
+        f"{device}; each variant's default params, Mixture GAN t ~ uniform):"
+    )
+    print(table)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 on bad settings or missing data."""
     args = build_parser().parse_args(argv)
+    if args.count_ops:
+        try:
+            return count_ops_main(args)
+        except (SettingsError, DataError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     try:
         settings = PerfSettings(
             trainable=args.trainable,
@@ -1016,6 +1253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             seed=args.seed,
             out_dir=args.out_dir,
+            baseline_engine=args.baseline_engine,
         )
         report = run_perf(settings, log=lambda m: print(m, file=sys.stderr, flush=True))
     except (ParamError, SettingsError, DataError) as err:

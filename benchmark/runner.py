@@ -149,14 +149,21 @@ def score_members(
     for k, mode in enumerate(trainable.sample_modes):
         samples = trainable.sample(n_eval, mode, seed=seed)
         suffix = "" if k == 0 else f"_{mode}"
-        for row, i in enumerate(picked):
-            if not torch.isfinite(samples[i]).all():
-                continue
-            dist = metrics.distances(
-                samples[i], data.heldout, n=n_eval, seed=seed, exact=exact_of[row]
-            )
+        chosen = samples[torch.as_tensor(picked, device=samples.device)]
+        finite = torch.isfinite(chosen).flatten(1).all(dim=1).tolist()
+        rows = [row for row in range(len(picked)) if finite[row]]
+        if not rows:
+            continue
+        # Sliced W2 and pixel W1 of every scored member in one batch on the samples' device;
+        # the exact W1 member by member (POT, CPU).
+        if len(rows) < len(picked):
+            chosen = chosen[torch.as_tensor(rows, device=samples.device)]
+        dists = metrics.distances_batch(
+            chosen, data.heldout, n=n_eval, seed=seed, exact=[exact_of[r] for r in rows]
+        )
+        for row, dist in zip(rows, dists):
             if extra_of[row]:
-                dist.update(extra_metrics(samples[i], data, n=n_eval))
+                dist.update(extra_metrics(samples[picked[row]], data, n=n_eval))
             out[row].update({f"{key}{suffix}": v for key, v in dist.items()})
     return out
 

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from benchmark import ablation, perf, report, reproduce, study, train
+from benchmark import ablation, gpucheck, perf, report, reproduce, study, train
 
 CLIS = {
     "study": (study.main, study.build_parser, ["--space", "gan", "--dataset", "ring8"]),
@@ -20,6 +20,7 @@ CLIS = {
     ),
     "perf": (perf.main, perf.build_parser, ["--dataset", "ring8"]),
     "report": (report.main, report.build_parser, ["--study", "x"]),
+    "gpucheck": (gpucheck.main, gpucheck.build_parser, ["--device", "cpu", "--dry-run"]),
 }
 """CLI name -> (main, parser factory, the required arguments of a cheap invocation)."""
 
@@ -29,6 +30,9 @@ BELOW_RANGE = {
     ("study", "--seeds"): ("0", "seeds=0 is invalid; must be >= 1"),
     ("study", "--workers"): ("0", "--workers 0: must be >= 1"),
     ("study", "--timeout"): ("0", "--timeout 0.0: must be a positive number"),
+    ("gpucheck", "--steps"): ("0", "--steps 0 is invalid; must be >= 1"),
+    ("gpucheck", "--rounds"): ("0", "--rounds 0 is invalid; must be >= 1"),
+    ("gpucheck", "--budget-s"): ("9", "--budget-s 9 is invalid; must be >= 10"),
     ("study", "--batch-size"): ("1", "batch_size=1 is invalid; must be >= 2"),
     ("study", "--train-size"): ("0", "train_size=0 is invalid; must be >= 1"),
     ("study", "--n-eval"): ("0", "n_eval=0 is invalid; must be >= 10"),

@@ -15,6 +15,7 @@ from benchmark.metrics import (
     METRIC_LABELS,
     WResult,
     distances,
+    distances_batch,
     loss_variance,
     oscillation,
     pixel_wasserstein,
@@ -268,3 +269,42 @@ def test_oscillation_alternating_closed_form_and_growth():
     assert trend == pytest.approx(2 * 0.2 * alpha / (2 - alpha) - 1e-4, rel=0.01)
     # span=1 means no smoothing: 1999 raw steps of 0.4, net drift 0.4 (0.2 -> -0.2)
     assert oscillation(0.2 * sign, span=1) == pytest.approx((0.4 * 1999 - 0.4) / 1999, rel=1e-12)
+
+
+def test_distances_batch_equals_distances_member_by_member():
+    """Every member of a (P, N, D) batch gets what `distances` gives it alone: W1 exactly (the
+    same solver on the same subsamples), sliced W2 and pixel W1 to float64 rounding (measured
+    below 1e-15 relative; asserted at 1e-12)."""
+    rng = _rng(13)
+    gen = torch.tensor(np.tanh(rng.normal(size=(5, 260, 784))), dtype=torch.float32)
+    gen[3] = gen[3] * 0.2 - 0.7  # a member far from the others
+    held = torch.tensor(np.tanh(1.3 * rng.normal(size=(400, 784))), dtype=torch.float32)
+    exact = [True, False, True, False, True]
+    batch = distances_batch(gen, held, n=150, seed=4, exact=exact)
+    assert len(batch) == 5
+    for i in range(5):
+        alone = distances(gen[i], held, n=150, seed=4, exact=exact[i])
+        assert set(batch[i]) == set(alone)
+        if exact[i]:
+            assert batch[i]["w1"] == alone["w1"] and batch[i]["w1_converged"] == 1.0
+        for key in ("sliced_w2", "pixel_w1"):
+            assert batch[i][key] == pytest.approx(alone[key], rel=1e-12, abs=0)
+    assert batch[3]["sliced_w2"] > 2 * batch[0]["sliced_w2"]  # members are not mixed up
+
+
+def test_distances_batch_unequal_sizes_and_diverged_member():
+    """Fewer held-out samples than n: the member-by-member path; a NaN member: NaN, warned."""
+    rng = _rng(14)
+    gen = torch.tensor(rng.normal(size=(3, 90, 4)), dtype=torch.float32)
+    gen[1, :, 2] = float("nan")
+    held = rng.normal(size=(60, 4))
+    with pytest.warns(UserWarning, match="NaN or inf"):
+        batch = distances_batch(gen, held, n=80, seed=0, exact=True)
+    assert all(math.isnan(batch[1][k]) for k in ("w1", "sliced_w2", "pixel_w1"))
+    for i in (0, 2):
+        alone = distances(gen[i], held, n=80, seed=0, exact=True)
+        assert batch[i] == pytest.approx(alone, rel=1e-12)
+    with pytest.raises(ValueError, match=r"\(P, N, D\) tensor"):
+        distances_batch(gen[0], held)
+    with pytest.raises(ValueError, match="3 flags for 2 members|2 members"):
+        distances_batch(gen[:2], held, exact=[True, False, True])

@@ -288,3 +288,16 @@ def test_perf_cli_rejects_bad_settings(argv, message, tmp_path, capsys):
     assert perf.main([*argv, "--dataset", "ring8", "--out-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_mixture_minimax_pass_draws_only_for_minimax_members(tiny):
+    """The extra D pass of the minimax G loss runs for every member of the batch; its dropout
+    draws must be made for the minimax members only, so that a non-saturating member with
+    dropout trains as it does alone (where that pass does not exist)."""
+    members = [{"g_loss": "minimax", "dropout_d": 0.2}, {"dropout_d": 0.3, "lr": 1e-3}]
+    pop = build("mixture", members, tiny, seeds=[21, 22], batch_size=BATCH)
+    g_pop, d_pop = _losses(pop)
+    for i, (params, seed) in enumerate(zip(members, [21, 22])):
+        g, d = _losses(build("mixture", [params], tiny, seeds=[seed], batch_size=BATCH))
+        np.testing.assert_array_equal(g_pop[i], g[0])
+        np.testing.assert_array_equal(d_pop[i], d[0])

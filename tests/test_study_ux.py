@@ -21,7 +21,7 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from benchmark import ablation, perf, report, reproduce, train
+from benchmark import ablation, gpucheck, perf, report, reproduce, train
 from benchmark import study as study_cli
 from benchmark.progress import StudyProgress, TrialSteps
 from benchmark.tracking import connect
@@ -285,6 +285,7 @@ PARSERS = {
     "report": report.build_parser,
     "ablation": ablation.build_parser,
     "reproduce": reproduce.build_parser,
+    "gpucheck": gpucheck.build_parser,
 }
 
 

@@ -151,14 +151,22 @@ class AdversarialCore:
         return self.train_x.shape[0] // self.batch_size
 
     def discriminate(
-        self, x: torch.Tensor, *, cond: torch.Tensor | None = None, train: bool = True
+        self,
+        x: torch.Tensor,
+        *,
+        cond: torch.Tensor | None = None,
+        train: bool = True,
+        members: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """D's logits. `members` ((P,) bool): a pass only those members make (the others'
+        outputs are discarded), so only they draw dropout masks, as they would alone."""
         return self.D(
             x,
             dropout=self.hp["dropout_d"] if train else None,
             dropout_on=self.dropout_on["dropout_d"],
             rng=self.rng,
             cond=cond,
+            members=members,
         )
 
     def train_epoch(self, strategy: Strategy) -> EpochResult:

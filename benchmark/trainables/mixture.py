@@ -108,7 +108,7 @@ class MixtureGAN:
         """(P, n, 1) draws of t ~ mu by inverse-CDF interpolation; delta(1) draws nothing."""
         if not any(self.random_t):
             return torch.ones(self.size, n, 1, device=self.core.device)
-        u = self.core.rng.rand(n, mask=self.random_t)
+        u = self.core.rng.rand(n, mask=self.random_t_t)
         pos = u * (self.quantiles.shape[1] - 1)
         lo = pos.floor().long().clamp_max(self.quantiles.shape[1] - 2)
         frac = pos - lo
@@ -153,7 +153,8 @@ class MixtureGAN:
         fake_logits = core.discriminate(fake_mix, cond=s)
         loss = bce_real(fake_logits)
         if any(self.minimax_on):
-            minimax = -bce_fake(fake_logits) - bce_real(core.discriminate(real_mix, cond=s))
+            real_logits = core.discriminate(real_mix, cond=s, members=self.minimax)
+            minimax = -bce_fake(fake_logits) - bce_real(real_logits)
             loss = torch.where(self.minimax, minimax, loss)
         return loss
 

@@ -99,7 +99,7 @@ class RealMixGAN:
         width = max(self.capacity)
         # One spare row per member absorbs the padded writes of members refreshing fewer slots.
         self.buffer = torch.zeros(self.size, width + 1, data.dim, device=device)
-        idx = self.core.rng.randint_ragged(n_train, self.capacity, width)
+        idx = self.core.rng.randint_ragged(n_train, self.cap_t, width)
         self.buffer[:, :width] = self.core.train_x[idx]
         self.ptr = torch.zeros(self.size, dtype=torch.long, device=device)
 
@@ -109,7 +109,7 @@ class RealMixGAN:
         width = max(self.n_refresh)
         if width == 0:
             return
-        new = core.rng.randint_ragged(core.train_x.shape[0], self.n_refresh, width)
+        new = core.rng.randint_ragged(core.train_x.shape[0], self.refresh_t, width)
         offs = torch.arange(width, device=core.device)
         slots = (self.ptr[:, None] + offs) % self.cap_t[:, None]
         spare = self.buffer.shape[1] - 1
@@ -122,12 +122,20 @@ class RealMixGAN:
         self, core: AdversarialCore, n: int, rng: MemberRNG, mode: str | None
     ) -> torch.Tensor:
         hp = core.hp
-        z = rng.randn(n, self.z_dim)
-        # Every draw is made whichever branch is taken, so streams stay aligned across modes.
-        u = rng.rand(n)
-        idx = rng.randint(self.capacity, n)
-        noise = rng.randn(n, core.data.dim)
-        fallback = rng.randn(n, core.data.dim) * member_view(hp["fallback_sigma"], z)
+        # One draw of words for every input of the batch (z, the coin, the buffer index,
+        # the noise and the fallback), made whichever branch is taken, so streams stay
+        # aligned across modes.
+        dim, n_z = core.data.dim, n * self.z_dim
+        n_normal = n_z + 2 * n * dim
+        n_normal += n_normal & 1
+        words = rng.words(n_normal + 2 * n)
+        normal = rng.normals(words[:, :n_normal])
+        z = normal[:, :n_z].view(self.size, n, self.z_dim)
+        noise = normal[:, n_z : n_z + n * dim].view(self.size, n, dim)
+        fallback = normal[:, n_z + n * dim : n_z + 2 * n * dim].view(self.size, n, dim)
+        fallback = fallback * member_view(hp["fallback_sigma"], z)
+        u = rng.uniforms(words[:, n_normal : n_normal + n])
+        idx = rng.below(words[:, n_normal + n :], self.cap_t[:, None])
         if mode == "noise":
             return torch.cat([z, fallback], dim=-1)
         rows = torch.arange(self.size, device=core.device)[:, None]
