@@ -20,7 +20,7 @@ from typing import Any
 __all__ = ["BOOKKEEPING_FILE_ENV", "ENGINE_PARTS", "Clock"]
 
 BOOKKEEPING_FILE_ENV = "MIXBENCH_BOOKKEEPING_FILE"
-ENGINE_PARTS = ("train", "score")
+ENGINE_PARTS = ("build", "train", "score")
 """Parts that are the engine's own work; every other part is bookkeeping."""
 
 

@@ -184,8 +184,7 @@ class _PopulationRunner:
             while True:
                 # Empty slots are offered to the study every epoch: a trial re-queued after
                 # another worker died is taken as soon as a slot is free.
-                with ctx.clock.part("start trials"):
-                    exhausted = self._fill()
+                exhausted = self._fill()
                 if not self.live():
                     if exhausted and _wait_for_running(ctx.study, ctx.storage, ctx.spec):
                         continue  # a silent worker's trial was re-queued: take it
@@ -223,13 +222,20 @@ class _PopulationRunner:
         for k in range(len(self.slots)):
             if self.slots[k] is not None:
                 continue
-            opened = self._open(k)
+            with self.ctx.clock.part("start trials"):
+                opened = self._open(k)
             if opened is None:
                 exhausted = True
                 break
             slot, typed = opened
             self.slots[k] = slot
             pending.append((k, typed))
+        with self.ctx.clock.part("build"):
+            self._build(pending)
+        return exhausted
+
+    def _build(self, pending: list[tuple[int, Any]]) -> None:
+        """Build the population on the first fill; refill its freed members afterwards."""
         if self.population is None and pending:
             # First fill: the population is as large as the trials it got (a budget smaller
             # than P leaves no idle members).
@@ -246,7 +252,6 @@ class _PopulationRunner:
             for k, typed in pending:
                 for member, seed in zip(self.slots[k].index, self.seeds):  # type: ignore[union-attr]
                     refill(self.population, member, typed, seed)
-        return exhausted
 
     def _open(self, k: int) -> tuple[_Slot, Any] | None:
         """The next trial for slot `k`, opened (config suggested, MLflow run started), or None

@@ -37,6 +37,7 @@ from typing import Any
 __all__ = [
     "QUEUE_SIZE",
     "QueuedTracker",
+    "default_writers",
     "account_artifacts",
     "wait_for_writers",
     "writer_lock_dir",
@@ -81,6 +82,9 @@ def _execute(tracker: Any, jobs: Sequence[tuple], written: dict[str, set[str]]) 
                     paths = write_payload(payload, tmp)
                     tracker.log_artifacts(run_id, paths, folder)
                 names = {f"{folder}/{p.name}" if folder else p.name for p in paths.values()}
+                if run_id not in written:  # e.g. other seeds' files, uploaded by someone else
+                    tags = tracker.client.get_run(run_id).data.tags
+                    written[run_id] = set(tags.get(ARTIFACTS_TAG, "").split()) - {"none"}
                 written[run_id] |= names
                 tracker.set_tags(run_id, {ARTIFACTS_TAG: " ".join(sorted(written[run_id]))})
             elif kind == "end":
@@ -134,29 +138,17 @@ def _writer_main(tracking_uri: str, jobs: Any, acks: Any, lock_dir: str | None) 
 # -- the worker's side ----------------------------------------------------------------------
 
 
-class QueuedTracker:
-    """A `benchmark.tracking.Tracker` whose logging calls go to a background writer.
+class _Channel:
+    """One writer process, the pipes to it and the thread feeding it from a bounded queue."""
 
-    `log_metrics`, `log_metric_rows`, `write_artifacts`, `set_tags` and `end_trial` return
-    at once (blocking only while QUEUE_SIZE calls wait); everything else is the tracker's
-    own, done now. `close` waits until every call is done.
-    """
-
-    def __init__(
-        self, tracker: Any, *, lock_dir: Path | None = None, size: int = QUEUE_SIZE
-    ) -> None:
-        self._tracker = tracker
-        self._pending: dict[int, tuple] = {}
-        self._lock = threading.Lock()
-        self._next = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=size)
-        self._closed = False
+    def __init__(self, tracking_uri: str, lock_dir: Path | None, size: int, on_done: Any) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
         context = multiprocessing.get_context("spawn")
-        jobs_out, self._jobs = context.Pipe(duplex=False)
-        self._acks, acks_in = context.Pipe(duplex=False)
+        jobs_out, self.jobs = context.Pipe(duplex=False)
+        self.acks, acks_in = context.Pipe(duplex=False)
         self.proc = context.Process(
             target=_writer_main,
-            args=(tracker.tracking_uri, jobs_out, acks_in, str(lock_dir) if lock_dir else None),
+            args=(tracking_uri, jobs_out, acks_in, str(lock_dir) if lock_dir else None),
             name="mixbench-writer",
             daemon=False,  # a daemon is killed when the worker ends; this one finishes first
         )
@@ -173,13 +165,82 @@ class QueuedTracker:
         if lock_dir is not None:  # visible to wait_for_writers before the writer has started
             lock_dir.mkdir(parents=True, exist_ok=True)
             (lock_dir / f"writer-{self.proc.pid}.lock").touch()
-        self._feeder = threading.Thread(target=self._feed, name="writer-feed", daemon=True)
-        self._acker = threading.Thread(target=self._ack, name="writer-acks", daemon=True)
-        self._feeder.start()
-        self._acker.start()
+        self.on_done = on_done
+        self.feeder = threading.Thread(target=self._feed, name="writer-feed", daemon=True)
+        self.acker = threading.Thread(target=self._ack, name="writer-acks", daemon=True)
+        self.feeder.start()
+        self.acker.start()
+
+    def _feed(self) -> None:
+        while True:
+            job = self.queue.get()
+            try:
+                self.jobs.send(job)
+            except OSError:  # the writer died: QueuedTracker.close does the pending calls
+                return
+            if job is None:
+                return
+
+    def _ack(self) -> None:
+        while True:
+            try:
+                done = self.acks.recv()
+            except (EOFError, OSError):
+                return
+            self.on_done(done)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.feeder.join()
+        self.proc.join()
+        self.acker.join()
+        self.jobs.close()
+        self.acks.close()
+
+
+def default_writers() -> int:
+    """Writer processes per worker: one per 4 usable CPUs, 1 to 4 (figures are drawn while
+    the worker trains; more writers shorten the wait for the last trials' files)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cpus or 1) // 4))
+
+
+class QueuedTracker:
+    """A `benchmark.tracking.Tracker` whose logging calls go to background writers.
+
+    `log_metrics`, `log_metric_rows`, `write_artifacts`, `set_tags` and `end_trial` return
+    at once (blocking only while `size` calls wait for a writer); everything else is the
+    tracker's own, done now. A run's calls all go to one writer, in order. `close` waits
+    until every call is done.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        *,
+        lock_dir: Path | None = None,
+        size: int = QUEUE_SIZE,
+        writers: int | None = None,
+    ) -> None:
+        self._tracker = tracker
+        self._pending: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._closed = False
+        count = writers or default_writers()
+        self._channels = [
+            _Channel(tracker.tracking_uri, lock_dir, max(1, size // count), self._done)
+            for _ in range(count)
+        ]
+        self._route: dict[str, int] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tracker, name)
+
+    @property
+    def pids(self) -> list[int]:
+        """The writer processes' pids."""
+        return [c.proc.pid for c in self._channels]  # type: ignore[misc]
 
     # -- calls that are queued -------------------------------------------------------------
 
@@ -190,12 +251,19 @@ class QueuedTracker:
             job = (self._next, kind, run_id, args)
             self._next += 1
             self._pending[job[0]] = job
+            # a run's calls go to one writer, in order; runs are dealt out in turn
+            channel = self._route.setdefault(run_id, len(self._route) % len(self._channels))
         try:
-            self._queue.put(job)  # blocks while the queue is full
+            self._channels[channel].queue.put(job)  # blocks while the queue is full
         except BaseException:  # Ctrl-C while blocked: the call was not made
             with self._lock:
                 self._pending.pop(job[0], None)
             raise
+
+    def _done(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            for job_id in ids:
+                self._pending.pop(job_id, None)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """As Tracker.log_metrics (non-numeric values dropped), done by the writer."""
@@ -235,28 +303,6 @@ class QueuedTracker:
             raise ValueError(f"outcome={outcome!r}; valid: {', '.join(TRIAL_STATUS)}")
         self._submit("end", run_id, (outcome, reason))
 
-    # -- the two threads -------------------------------------------------------------------
-
-    def _feed(self) -> None:
-        while True:
-            job = self._queue.get()
-            try:
-                self._jobs.send(job)
-            except OSError:  # the writer died: close() does the pending calls itself
-                return
-            if job is None:
-                return
-
-    def _ack(self) -> None:
-        while True:
-            try:
-                done = self._acks.recv()
-            except (EOFError, OSError):
-                return
-            with self._lock:
-                for job_id in done:
-                    self._pending.pop(job_id, None)
-
     # -- the end -----------------------------------------------------------------------------
 
     @property
@@ -267,7 +313,7 @@ class QueuedTracker:
 
     def close(self, log: Any = None) -> list[str]:
         """Wait until every call is done (Ctrl-C is ignored meanwhile); returns the errors of
-        the calls the worker had to do itself because the writer died ([] normally)."""
+        the calls the worker had to do itself because a writer died ([] normally)."""
         if self._closed:
             return []
         self._closed = True
@@ -275,23 +321,20 @@ class QueuedTracker:
         if log is not None and waiting > QUEUE_SIZE // 4:
             log(f"writing {waiting} queued MLflow call(s) and artifact(s)...")
         with _sigint_ignored():
-            self._queue.put(None)
-            self._feeder.join()
-            self.proc.join()
-            self._acker.join()
+            for channel in self._channels:
+                channel.close()
             with self._lock:
                 left = sorted(self._pending.values())
                 self._pending.clear()
             errors = []
-            if left:  # the writer died before doing them
+            if left:  # a writer died before doing them
                 errors = _execute(self._tracker, left, defaultdict(set))
                 if log is not None:
+                    codes = [c.proc.exitcode for c in self._channels]
                     log(
-                        f"artifact writer exited with code {self.proc.exitcode}; the worker "
-                        f"did its {len(left)} remaining call(s)"
+                        f"artifact writer(s) exited with code(s) {codes}; the worker did the "
+                        f"{len(left)} call(s) they left"
                     )
-        self._jobs.close()
-        self._acks.close()
         return errors
 
 
