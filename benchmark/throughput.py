@@ -314,15 +314,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="realmix", help="search space (default: realmix)")
     p.add_argument("--dataset", default="mnist", help="dataset (default: mnist)")
     p.add_argument("--data-dir", default=None, help="data folder (e.g. ../shared/data)")
-    p.add_argument("--trials", type=int, default=8, help="trials (default: 8)")
-    p.add_argument("--population", type=int, default=4, help="population size P (default: 4)")
+    p.add_argument("--trials", type=int, default=4, help="trials (default: 4)")
+    p.add_argument("--population", type=int, default=2, help="population size P (default: 2)")
     p.add_argument("--epochs", type=int, default=2, help="epochs per trial (default: 2)")
     p.add_argument(
         "--setting",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a run setting, as for benchmark.study (default: train_size=2048, n_eval=500)",
+        help="a run setting, as for benchmark.study (default: train_size=1024, n_eval=300)",
     )
     p.add_argument("--out", default="results/benchmarks", help="report folder")
     return p
@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--trials {args.trials} is not a multiple of --population {args.population}: the "
             "engine alone would train a smaller last population than the study"
         )
-    settings = args.setting or ["train_size=2048", "n_eval=500"]
+    settings = args.setting or ["train_size=1024", "n_eval=300"]
     try:
         report = measure(
             space=args.space,

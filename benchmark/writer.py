@@ -119,8 +119,8 @@ def _writer_main(tracking_uri: str, jobs: Any, acks: Any, lock_dir: str | None) 
             batch.append(jobs.recv())
             while batch[-1] is not None and len(batch) < BATCH and jobs.poll():
                 batch.append(jobs.recv())
-        except EOFError:  # the worker is gone (SIGKILL): what arrived is done below
-            stop = True
+        except (EOFError, OSError):  # the worker is gone (SIGKILL), maybe mid-message:
+            stop = True  # what arrived whole is done below
         if batch and batch[-1] is None:
             batch.pop()
             stop = True
@@ -172,12 +172,16 @@ class _Channel:
         self.acker.start()
 
     def _feed(self) -> None:
+        alive = True
         while True:
             job = self.queue.get()
             try:
-                self.jobs.send(job)
-            except OSError:  # the writer died: QueuedTracker.close does the pending calls
-                return
+                if alive:
+                    self.jobs.send(job)
+            except OSError:  # the writer died: its calls stay pending, close() does them
+                alive = False
+            finally:
+                self.queue.task_done()
             if job is None:
                 return
 
@@ -304,6 +308,11 @@ class QueuedTracker:
         self._submit("end", run_id, (outcome, reason))
 
     # -- the end -----------------------------------------------------------------------------
+
+    def handed_over(self) -> None:
+        """Wait until every call made so far is in a writer's pipe (not necessarily done)."""
+        for channel in self._channels:
+            channel.queue.join()
 
     @property
     def pending(self) -> int:
