@@ -7,11 +7,13 @@ One run measures, on the same data, population size P and budget:
   budget), timed by its worker's own clock (benchmark.bookkeeping): its loop from the first
   ask to the last artifact written, and the seconds its training thread spent on bookkeeping
   (Optuna, MLflow, artifacts) per trial-epoch;
-- the engine alone, twice, once the study has ended: the study's own trial configurations,
-  P at a time, trained and scored as the worker does (`build`, `train_epoch`,
-  `score_members`), with no Optuna, MLflow or files.
+- the engine alone, right after each study: that study's own trial configurations, P at a
+  time, trained and scored as the worker does (`build`, `train_epoch`, `score_members`),
+  with no Optuna, MLflow or files.
 
-It prints both throughputs, their ratio and the bookkeeping, and writes
+Rounds of the two alternate (`--rounds`, default 2) and the fastest of each is compared, since
+other jobs on the machine slow some rounds. It prints both throughputs, their ratio, the share
+of the study's loop spent on engine work, the bookkeeping, and writes
 ``results/benchmarks/throughput-<device>.md`` and ``.json``.
 """
 
@@ -31,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.bookkeeping import ENGINE_PARTS
+
 __all__ = ["ThroughputReport", "engine_seconds", "main", "measure", "render_markdown"]
 
 TARGET_RATIO = 0.9
@@ -40,8 +44,23 @@ TARGET_BOOKKEEPING_MS = 5.0
 
 
 @dataclass
+class Round:
+    """One study run and one engine run on its trials' configurations, back to back."""
+
+    study_process_seconds: float
+    """Wall time of the whole `benchmark.study` process (start-up, data, MLflow store)."""
+    study_loop_seconds: float
+    """The worker's loop: first ask to last artifact written."""
+    engine_seconds: float
+    """The engine alone on the same configurations."""
+    clock: dict[str, Any]
+    """The worker's bookkeeping clock (benchmark.bookkeeping.Clock.summary)."""
+
+
+@dataclass
 class ThroughputReport:
-    """Everything one measurement found (written as the JSON file)."""
+    """Everything one measurement found (written as the JSON file). Rounds alternate study
+    and engine; the fastest of each is compared (the least disturbed by other load)."""
 
     command: list[str]
     device: dict[str, Any]
@@ -50,42 +69,52 @@ class ThroughputReport:
     trials: int
     population: int
     epochs: int
-    study_process_seconds: float
-    """Wall time of the whole `benchmark.study` process (start-up, data, MLflow store)."""
-    study_loop_seconds: float
-    """The worker's loop: first ask to last artifact written."""
-    engine_seconds: list[float]
-    """The engine alone on the same configurations, two runs."""
-    clock: dict[str, Any]
-    """The worker's bookkeeping clock (benchmark.bookkeeping.Clock.summary)."""
-    states: dict[str, int] = field(default_factory=dict)
+    rounds: list[Round] = field(default_factory=list)
 
     @property
-    def engine_mean(self) -> float:
-        return sum(self.engine_seconds) / len(self.engine_seconds)
+    def best_study(self) -> Round:
+        return min(self.rounds, key=lambda r: r.study_loop_seconds)
+
+    @property
+    def best_engine(self) -> float:
+        return min(r.engine_seconds for r in self.rounds)
 
     def per_hour(self, seconds: float) -> float:
         return 3600.0 * self.trials / seconds if seconds > 0 else float("nan")
 
     @property
     def ratio(self) -> float:
-        """Study throughput (its loop) over the engine's (mean of its two runs)."""
-        return self.engine_mean / self.study_loop_seconds
+        """Study throughput (its fastest loop) over the engine's (its fastest run)."""
+        return self.best_engine / self.best_study.study_loop_seconds
+
+    @property
+    def engine_share(self) -> float:
+        """Share of the fastest study loop its worker spent on engine work (build, train,
+        score), timed in the same process at the same time: less sensitive to load."""
+        clock = self.best_study.clock
+        engine = sum(v for k, v in clock["seconds"].items() if k in ENGINE_PARTS)
+        return engine / clock["wall_seconds"]
+
+    @property
+    def bookkeeping_ms(self) -> float | None:
+        return self.best_study.clock.get("bookkeeping_ms_per_trial_epoch")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        best = self.best_study
         out.update(
-            engine_mean_seconds=self.engine_mean,
-            study_trials_per_hour=self.per_hour(self.study_loop_seconds),
-            study_process_trials_per_hour=self.per_hour(self.study_process_seconds),
-            engine_trials_per_hour=self.per_hour(self.engine_mean),
+            study_loop_seconds=best.study_loop_seconds,
+            engine_seconds=self.best_engine,
+            study_trials_per_hour=self.per_hour(best.study_loop_seconds),
+            study_process_trials_per_hour=self.per_hour(best.study_process_seconds),
+            engine_trials_per_hour=self.per_hour(self.best_engine),
             ratio=self.ratio,
+            engine_share_of_study_loop=self.engine_share,
             targets={
                 "ratio": TARGET_RATIO,
                 "ratio_met": self.ratio >= TARGET_RATIO,
                 "bookkeeping_ms_per_trial_epoch": TARGET_BOOKKEEPING_MS,
-                "bookkeeping_met": (self.clock.get("bookkeeping_ms_per_trial_epoch") or 0)
-                < TARGET_BOOKKEEPING_MS,
+                "bookkeeping_met": (self.bookkeeping_ms or 0) < TARGET_BOOKKEEPING_MS,
             },
         )
         return out
@@ -103,9 +132,22 @@ def engine_seconds(configs: Sequence[dict[str, Any]], settings: Any, population:
     device = resolve_device(settings.device)
     data = load_data(settings, device)
     seeds = settings.seed_list()
+    groups = [configs[i : i + population] for i in range(0, len(configs), population)]
+    # One untimed epoch first: a process's first epoch pays one-off set-up (allocator, kernel
+    # selection) several times over an epoch's cost; the study's loop pays it inside its own
+    # timing, so this favours the engine.
+    warm = build(
+        groups[0][0]["trainable"],
+        [c["params"] for c in groups[0] for _ in seeds],
+        data,
+        seeds=[s for _ in groups[0] for s in seeds],
+        device=device,
+        batch_size=settings.batch_size,
+    )
+    score_members(warm, data, warm.train_epoch(), n_eval=settings.n_eval, exact=True)
+    del warm
     start = time.perf_counter()
-    for first in range(0, len(configs), population):
-        group = configs[first : first + population]
+    for group in groups:
         trainable = build(
             group[0]["trainable"],
             [c["params"] for c in group for _ in seeds],
@@ -164,6 +206,42 @@ def device_slug(device: dict[str, Any]) -> str:
     return "-".join(words[:2] if device["type"] == "cpu" else words) or device["type"]
 
 
+def _study_round(
+    command: list[str], folder: Path, log: Any
+) -> tuple[float, dict[str, Any], list[dict[str, Any]], Any]:
+    """Run the study command in `folder`; (process seconds, clock, configs, settings)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from benchmark.bookkeeping import BOOKKEEPING_FILE_ENV
+    from benchmark.settings import Settings
+
+    command = [*command, "--storage", str(folder / "optuna.journal")]
+    command += ["--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"]
+    env = {**os.environ, BOOKKEEPING_FILE_ENV: str(folder / "clock.jsonl")}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark.study exited {done.returncode}:\n{done.stderr[-3000:]}")
+    clocks = [json.loads(line) for line in (folder / "clock.jsonl").read_text().splitlines()]
+    if len(clocks) != 1:
+        raise RuntimeError(f"expected one worker clock, got {len(clocks)}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(
+        study_name="throughput",
+        storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal"))),
+    )
+    trials = sorted(study.trials, key=lambda t: t.number)
+    configs = [t.user_attrs["config"] for t in trials if t.state.name == "COMPLETE"]
+    if len(configs) != len(trials):
+        raise RuntimeError(f"{len(trials) - len(configs)} trial(s) did not complete")
+    log(f"study: {clocks[0]['wall_seconds']:.1f} s loop, {seconds:.1f} s process")
+    return seconds, clocks[0], configs, Settings(**study.user_attrs["settings"])
+
+
 def measure(
     *,
     space: str,
@@ -173,57 +251,29 @@ def measure(
     population: int,
     epochs: int,
     settings: Sequence[str],
+    rounds: int = 2,
     log: Any = print,
 ) -> ThroughputReport:
-    """Run the study, then the engine alone twice on its trials' configurations."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    from benchmark.bookkeeping import BOOKKEEPING_FILE_ENV
-    from benchmark.settings import Settings
-
-    with tempfile.TemporaryDirectory(prefix="mixbench-throughput-") as tmp:
-        folder = Path(tmp)
-        command = [sys.executable, "-m", "benchmark.study", "--space", space]
-        command += ["--dataset", dataset, "--trials", str(trials), "--epochs", str(epochs)]
-        command += ["--population", str(population), "--pruner", "none"]
-        command += ["--study-name", "throughput", "--storage", str(folder / "optuna.journal")]
-        command += ["--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"]
-        if data_dir:
-            command += ["--data-dir", str(Path(data_dir).absolute())]
-        for item in settings:
-            command += ["--setting", item]
-        env = {**os.environ, BOOKKEEPING_FILE_ENV: str(folder / "clock.jsonl")}
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        load_before = _load_average()
-        log(f"study: {' '.join(command[1:])}")
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
-        process_seconds = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"benchmark.study exited {done.returncode}:\n{done.stderr[-3000:]}")
-        clocks = [json.loads(line) for line in (folder / "clock.jsonl").read_text().splitlines()]
-        if len(clocks) != 1:
-            raise RuntimeError(f"expected one worker clock, got {len(clocks)}")
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.load_study(
-            study_name="throughput",
-            storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal"))),
-        )
-        finished = sorted(study.trials, key=lambda t: t.number)
-        states: dict[str, int] = {}
-        for t in finished:
-            states[t.state.name] = states.get(t.state.name, 0) + 1
-        configs = [t.user_attrs["config"] for t in finished if t.state.name == "COMPLETE"]
-        if len(configs) != trials:
-            raise RuntimeError(f"{len(configs)} of {trials} trials completed: {states}")
-        run_settings = Settings(**study.user_attrs["settings"])
-    log(f"study: {clocks[0]['wall_seconds']:.1f} s loop, {process_seconds:.1f} s process")
-    engine = []
-    for k in range(2):  # twice: the spread says how much the machine's load moved the figures
-        engine.append(engine_seconds(configs, run_settings, population))
-        log(f"engine alone, run {k + 1}: {engine[-1]:.1f} s")
+    """`rounds` times: run the study, then the engine alone on its trials' configurations."""
+    command = [sys.executable, "-m", "benchmark.study", "--space", space]
+    command += ["--dataset", dataset, "--trials", str(trials), "--epochs", str(epochs)]
+    command += ["--population", str(population), "--pruner", "none"]
+    command += ["--study-name", "throughput"]
+    if data_dir:
+        command += ["--data-dir", str(Path(data_dir).absolute())]
+    for item in settings:
+        command += ["--setting", item]
+    load_before = _load_average()
+    log(f"study: {' '.join(command[1:])} (storage and MLflow store in a temporary folder)")
+    done: list[Round] = []
+    run_settings = None
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="mixbench-throughput-") as tmp:
+            seconds, clock, configs, run_settings = _study_round(command, Path(tmp), log)
+        engine = engine_seconds(configs, run_settings, population)
+        log(f"engine alone: {engine:.1f} s")
+        done.append(Round(seconds, clock["wall_seconds"], engine, clock))
+    assert run_settings is not None
     return ThroughputReport(
         command=command[1:],
         device=_device(run_settings.device),
@@ -232,41 +282,47 @@ def measure(
         trials=trials,
         population=population,
         epochs=epochs,
-        study_process_seconds=process_seconds,
-        study_loop_seconds=clocks[0]["wall_seconds"],
-        engine_seconds=engine,
-        clock=clocks[0],
-        states=states,
+        rounds=done,
     )
 
 
 def render_markdown(report: ThroughputReport) -> str:
     """The report as Markdown: the two throughputs, their ratio, the bookkeeping parts."""
     doc = report.to_dict()
-    clock = report.clock
-    per = clock.get("bookkeeping_ms_per_trial_epoch")
+    best = report.best_study
+    clock = best.clock
+    per = report.bookkeeping_ms
     book_met = "met" if doc["targets"]["bookkeeping_met"] else "not met"
+    rounds = "; ".join(
+        f"study loop {r.study_loop_seconds:.1f} s (process {r.study_process_seconds:.1f} s), "
+        f"engine {r.engine_seconds:.1f} s"
+        for r in report.rounds
+    )
     lines = [
         f"# Study throughput end to end ({report.device['name']})",
         "",
-        f"`python {' '.join(report.command)}`",
+        f"`python {' '.join(report.command)}` (journal storage and MLflow SQLite store in a "
+        "temporary folder)",
         "",
         f"{report.trials} trials, population {report.population}, {report.epochs} epochs each; "
         f"load average before {report.load_average_before}, after {report.load_average_after} "
-        "(the machine is shared: compare the bookkeeping seconds, which depend less on load).",
+        "(a shared machine: the seconds between rounds vary with other jobs; the engine share "
+        "and the bookkeeping seconds, timed inside the study, depend less on load).",
+        "",
+        f"Rounds: {rounds}. The fastest of each:",
         "",
         "| what | seconds | trials/hour |",
         "| --- | --- | --- |",
-        f"| study, worker loop (first ask to last artifact) | {report.study_loop_seconds:.1f} "
+        f"| study, worker loop (first ask to last artifact) | {best.study_loop_seconds:.1f} "
         f"| {doc['study_trials_per_hour']:.0f} |",
         f"| study, whole process (start-up, data, MLflow store) | "
-        f"{report.study_process_seconds:.1f} | {doc['study_process_trials_per_hour']:.0f} |",
-        f"| engine alone (train + scoring), mean of "
-        f"{', '.join(f'{s:.1f}' for s in report.engine_seconds)} | {report.engine_mean:.1f} "
+        f"{best.study_process_seconds:.1f} | {doc['study_process_trials_per_hour']:.0f} |",
+        f"| engine alone (build, train, score) | {report.best_engine:.1f} "
         f"| {doc['engine_trials_per_hour']:.0f} |",
         "",
         f"Study / engine: **{report.ratio:.0%}** (target >= {TARGET_RATIO:.0%}: "
-        f"{'met' if doc['targets']['ratio_met'] else 'not met'}).",
+        f"{'met' if doc['targets']['ratio_met'] else 'not met'}). Inside the study's loop, "
+        f"engine work (build, train, score) took **{report.engine_share:.0%}** of the time.",
         "",
         f"Bookkeeping on the training thread: {clock['bookkeeping_seconds']:.2f} s over "
         f"{clock['trial_epochs']} trial-epochs = **{per:.1f} ms per trial-epoch** (target < "
@@ -288,7 +344,9 @@ def render_markdown(report: ThroughputReport) -> str:
         f"| (not in a part: loop overhead, loss checks) | {rest:.2f} | | "
         f"{1000 * rest / epochs:.1f} |",
         "",
-        "`train` and `score` are the engine's own work; every other part is bookkeeping.",
+        "`build`, `train` and `score` are the engine's own work; every other part is "
+        "bookkeeping. `drain writer` is the wait, after the last epoch, for the background "
+        "writer to finish the last trials' files.",
         "",
     ]
     return "\n".join(lines)
@@ -322,8 +380,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a run setting, as for benchmark.study (default: train_size=1024, n_eval=300)",
+        help="a run setting, as for benchmark.study (default: n_eval=500)",
     )
+    p.add_argument("--rounds", type=int, default=2, help="study + engine rounds (default: 2)")
     p.add_argument("--out", default="results/benchmarks", help="report folder")
     return p
 
@@ -332,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 for bad input."""
     parser = _parser()
     args = parser.parse_args(argv)
-    for name in ("trials", "population", "epochs"):
+    for name in ("trials", "population", "epochs", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)}: must be >= 1")
     if args.trials % args.population:
@@ -340,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--trials {args.trials} is not a multiple of --population {args.population}: the "
             "engine alone would train a smaller last population than the study"
         )
-    settings = args.setting or ["train_size=1024", "n_eval=300"]
+    settings = args.setting or ["n_eval=500"]
     try:
         report = measure(
             space=args.space,
@@ -350,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             population=args.population,
             epochs=args.epochs,
             settings=settings,
+            rounds=args.rounds,
         )
     except RuntimeError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
