@@ -46,6 +46,8 @@ __all__ = [
 QUEUE_SIZE = 64
 """Calls waiting for the writer before the training thread blocks (a finished seed's arrays
 are about 0.4 MB for MNIST, so the queue holds at most a few tens of MB)."""
+WRITER_START_SECONDS = 60.0
+"""How long `wait_for_writers` waits for a live writer process that has not locked its file."""
 BATCH = 256
 """Calls the writer takes at once (their metrics go out in one log_batch per run)."""
 
@@ -383,13 +385,20 @@ def wait_for_writers(lock_dir: Path) -> list[int]:
     waited = []
     for path in sorted(Path(lock_dir).glob("writer-*.lock")):
         pid = int(path.stem.split("-", 1)[1])
+        unlocked_since = None
         while _alive(pid):
             waited.append(pid)
             with open(path, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while the writer holds it
                 fcntl.flock(handle, fcntl.LOCK_UN)
-            if _alive(pid):  # it had not taken its lock yet: give it a moment
-                time.sleep(0.05)
+            if not _alive(pid):
+                break
+            # alive but not holding its lock: still starting, or the pid is another
+            # process's now (the writer was killed itself); give up on it after a while
+            unlocked_since = unlocked_since or time.monotonic()
+            if time.monotonic() - unlocked_since > WRITER_START_SECONDS:
+                break
+            time.sleep(0.05)
         with contextlib.suppress(OSError):
             path.unlink()
     return sorted(set(waited))
