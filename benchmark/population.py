@@ -42,8 +42,8 @@ from benchmark.worker import (
     _trial_id,
     _wait_for_running,
     close_trial,
+    epoch_metrics,
     interrupt_trial,
-    log_epoch,
     objective_values,
     open_trial,
     record_seed,
@@ -82,6 +82,22 @@ class _Slot:
     runs: list[MemberRun]
     step: int = 0
     summaries: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _EpochSamples:
+    """The population's sample grids after one epoch, drawn once for every trial that ends
+    in it (`MemberRun.finish` picks its member's rows)."""
+
+    def __init__(self, population: Trainable) -> None:
+        self.population = population
+        self.sample_modes = population.sample_modes
+        self.drawn: dict[tuple[int, str, int], torch.Tensor] = {}
+
+    def sample(self, n: int, mode: str | None = None, seed: int = 0) -> torch.Tensor:
+        key = (n, str(mode), seed)
+        if key not in self.drawn:
+            self.drawn[key] = self.population.sample(n, mode, seed=seed)
+        return self.drawn[key]
 
 
 def set_active(population: Trainable, active: list[bool]) -> None:
@@ -158,6 +174,7 @@ class _PopulationRunner:
         self.slots: list[_Slot | None] = [None] * ctx.spec.population
         self.population: Trainable | None = None
         self.beats = Heartbeats(ctx.storage)
+        self.grids: _EpochSamples | None = None
 
     def live(self) -> list[_Slot]:
         return [s for s in self.slots if s is not None]
@@ -175,7 +192,9 @@ class _PopulationRunner:
                     return 0
                 assert self.population is not None
                 set_active(self.population, [self._slot_of(i) is not None for i in self._all()])
-                result = self.population.train_epoch()
+                with ctx.clock.part("train"):
+                    result = self.population.train_epoch()
+                ctx.clock.trial_epochs += len(self.live())
                 self._advance(result)
         except KeyboardInterrupt:
             for slot in self.live():
@@ -204,13 +223,20 @@ class _PopulationRunner:
         for k in range(len(self.slots)):
             if self.slots[k] is not None:
                 continue
-            opened = self._open(k)
+            with self.ctx.clock.part("start trials"):
+                opened = self._open(k)
             if opened is None:
                 exhausted = True
                 break
             slot, typed = opened
             self.slots[k] = slot
             pending.append((k, typed))
+        with self.ctx.clock.part("build"):
+            self._build(pending)
+        return exhausted
+
+    def _build(self, pending: list[tuple[int, Any]]) -> None:
+        """Build the population on the first fill; refill its freed members afterwards."""
         if self.population is None and pending:
             # First fill: the population is as large as the trials it got (a budget smaller
             # than P leaves no idle members).
@@ -227,7 +253,6 @@ class _PopulationRunner:
             for k, typed in pending:
                 for member, seed in zip(self.slots[k].index, self.seeds):  # type: ignore[union-attr]
                     refill(self.population, member, typed, seed)
-        return exhausted
 
     def _open(self, k: int) -> tuple[_Slot, Any] | None:
         """The next trial for slot `k`, opened (config suggested, MLflow run started), or None
@@ -275,6 +300,7 @@ class _PopulationRunner:
     def _advance(self, result: EpochResult) -> None:
         """Record the epoch for every live trial; score the due ones in one batch; end the
         trials that diverged, were pruned or completed."""
+        self.grids = _EpochSamples(self.population)  # type: ignore[arg-type]
         due: list[int] = []
         for k, slot in enumerate(self.slots):
             if slot is None:
@@ -288,31 +314,39 @@ class _PopulationRunner:
             return
         slots = [self.slots[k] for k in due]
         picked = [i for s in slots for i in s.index]  # type: ignore[union-attr]
-        scores = score_members(
-            self.population,  # type: ignore[arg-type]
-            self.ctx.data,
-            result,
-            n_eval=self.ctx.settings.n_eval,
-            exact=[s.runs[0].exact for s in slots for _ in s.index],  # type: ignore[union-attr]
-            extra=[s.runs[0].extra for s in slots for _ in s.index],  # type: ignore[union-attr]
-            members=picked,
-        )
+        with self.ctx.clock.part("score"):
+            scores = score_members(
+                self.population,  # type: ignore[arg-type]
+                self.ctx.data,
+                result,
+                n_eval=self.ctx.settings.n_eval,
+                exact=[s.runs[0].exact for s in slots for _ in s.index],  # type: ignore[union-attr]
+                extra=[s.runs[0].extra for s in slots for _ in s.index],  # type: ignore[union-attr]
+                members=picked,
+            )
         rows = iter(scores)
         metric = self.ctx.metric
         multi = len(self.seeds) > 1
+        clock = self.ctx.clock
         for k, slot in zip(due, slots):
             assert slot is not None
             diverged = False
             values = []
+            logged: dict[str, float] = {}
             for run in slot.runs:
                 row = next(rows)
                 diverged |= run.add_scores(row)
-                log_epoch(self.ctx, slot.run_id, run.run.seed, multi, row)
+                logged.update(epoch_metrics(run.run.seed, multi, row))
                 values.append(float(row.get(metric, math.nan)))
+            with clock.part("mlflow metrics"):  # one call per trial and epoch, all its seeds
+                self.ctx.tracker.log_metrics(slot.run_id, logged, slot.runs[0].epoch)
             if diverged:
                 self._end(k, "diverged")
                 continue
-            reason = _judge(self.ctx, slot.trial, slot.step, float(np.mean(values)), notify=False)
+            with clock.part("optuna report"):
+                reason = _judge(
+                    self.ctx, slot.trial, slot.step, float(np.mean(values)), notify=False
+                )
             slot.step += 1
             if reason is not None:
                 self._end(k, reason)
@@ -328,26 +362,31 @@ class _PopulationRunner:
         for run in slot.runs:
             if reason is not None and run.run.status == "finished":
                 run.run.status = "stopped"
-        results = [run.finish(self.population, i) for run, i in zip(slot.runs, slot.index)]
-        for res in results:
-            record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
+        with ctx.clock.part("sample grids"):
+            results = [run.finish(self.grids, i) for run, i in zip(slot.runs, slot.index)]
+        with ctx.clock.part("artifacts"):
+            for res in results:
+                record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
         if reason == "diverged":
             detail = next((r.reason for r in results if r.status == "diverged"), None)
             if detail:
                 slot.trial.set_user_attr("detail", detail)
         if reason is None:
             try:
-                values = objective_values(
-                    ctx, slot.trial, slot.run_id, [r.history for r in results]
-                )
+                with ctx.clock.part("objective"):
+                    values = objective_values(
+                        ctx, slot.trial, slot.run_id, [r.history for r in results]
+                    )
             except _Stop as stop:
                 reason = stop.reason
-        if reason is None:
-            close_trial(ctx, slot.trial, slot.run_id, TrialState.COMPLETE, values=values)
-        else:
-            close_trial(ctx, slot.trial, slot.run_id, TrialState.PRUNED, reason=reason)
+        with ctx.clock.part("close trial"):
+            if reason is None:
+                close_trial(ctx, slot.trial, slot.run_id, TrialState.COMPLETE, values=values)
+            else:
+                close_trial(ctx, slot.trial, slot.run_id, TrialState.PRUNED, reason=reason)
         self.slots[k] = None
-        self._ended(slot.trial)
+        with ctx.clock.part("progress"):
+            self._ended(slot.trial)
 
     def _ended(self, trial: optuna.Trial) -> None:
         ctx = self.ctx

@@ -939,7 +939,9 @@ def _run_plan(
         code = interrupt_exit_code(err)
     progress.update()
     progress.close()  # after Ctrl-C the bar's line is still open: end it
+    _wait_for_writers(lock)
     _close_stale_runs(tracker, parent, study)
+    _account_artifacts(tracker, parent, study)
     path = write_best(plan, study, parent, tracker.tracking_uri)
     status = "FINISHED" if code == 0 else "KILLED" if code in INTERRUPTED_CODES else "FAILED"
     tracker.client.log_artifact(parent, str(path))
@@ -1114,6 +1116,27 @@ def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
         ended = tracker.close_stale_trials(parent, outcomes)
         if ended:
             print(f"ended the MLflow runs left RUNNING of trial(s) {ended}", file=sys.stderr)
+
+
+def _wait_for_writers(lock: Path) -> None:
+    """Wait for artifact writers a killed worker left finishing its queue (benchmark.writer)."""
+    from benchmark.writer import wait_for_writers, writer_lock_dir
+
+    if wait_for_writers(writer_lock_dir(lock)):
+        print("waited for the artifact writer(s) of stopped workers", file=sys.stderr)
+
+
+def _account_artifacts(tracker: Any, parent: str, study: Any) -> None:
+    """Tag each trial run with the artifacts it has and, where some are missing, which."""
+    from benchmark.writer import account_artifacts
+
+    try:
+        missing = account_artifacts(tracker, parent, study.get_trials(deepcopy=False))
+    except Exception as err:  # the results are stored; this is accounting
+        print(f"could not check the trials' artifacts: {err}", file=sys.stderr)
+        return
+    for number, paths in sorted(missing.items()):
+        print(f"trial {number}: artifacts missing: {' '.join(paths)}", file=sys.stderr)
 
 
 def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:

@@ -19,9 +19,10 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +32,9 @@ from urllib.parse import urlparse
 from benchmark.urls import mask_text, mask_url
 
 __all__ = [
+    "ARTIFACTS_TAG",
     "EXPERIMENT",
+    "MISSING_TAG",
     "RUN_LABELS",
     "TRIAL_STATUS",
     "Tracker",
@@ -66,6 +69,13 @@ def run_label(outcome: str, reason: str | None = None) -> str | None:
         return "diverged"
     return RUN_LABELS.get(outcome)
 
+
+ARTIFACTS_TAG = "artifacts"
+"""Tag of a trial run: its artifact paths written so far, space-separated ("none": nothing
+was written; the tag ``artifacts_missing`` then, or when some are, lists what is missing)."""
+MISSING_TAG = "artifacts_missing"
+METRICS_PER_BATCH = 1000
+"""MLflow's limit on metrics in one log_batch call."""
 
 _PACKAGES = ("torch", "optuna", "mlflow", "pot", "numpy", "scipy")
 _PARAM_MAX = 6000  # MLflow's limit on a param value's length
@@ -272,6 +282,35 @@ class Tracker:
         ]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
+
+    def log_metric_rows(self, run_id: str, rows: Sequence[tuple[str, float, int, int]]) -> None:
+        """Log (key, value, timestamp ms, step) rows, steps mixed, in as few `log_batch` calls
+        as MLflow allows (1000 metrics a call)."""
+        from mlflow.entities import Metric
+
+        batch = [Metric(key, float(value), int(ts), int(step)) for key, value, ts, step in rows]
+        for start in range(0, len(batch), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=batch[start : start + METRICS_PER_BATCH])
+
+    def write_artifacts(
+        self, run_id: str, folder: str | None, payload: dict[str, Any]
+    ) -> list[str]:
+        """Write a run's files (`benchmark.artifacts.run_payload`) and upload them into the
+        run's artifact folder `folder` (None: its root), now; returns their artifact paths and
+        records them in the run's ``artifacts`` tag. (`benchmark.writer.QueuedTracker` does
+        the same in a background process.)"""
+        from benchmark.artifacts import write_payload
+
+        with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
+            paths = write_payload(payload, tmp)
+            self.log_artifacts(run_id, paths, folder)
+        names = [f"{folder}/{p.name}" if folder else p.name for p in paths.values()]
+        written = self.client.get_run(run_id).data.tags.get(ARTIFACTS_TAG, "").split()
+        self.set_tags(run_id, {ARTIFACTS_TAG: " ".join(sorted({*written, *names}))})
+        return names
+
+    def close(self) -> None:
+        """Nothing to wait for (every call above is done when it returns)."""
 
     def log_artifacts(
         self, run_id: str, paths: Mapping[str, Path] | list[Path], artifact_path: str | None

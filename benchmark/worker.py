@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -35,6 +34,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmark.bookkeeping import Clock
 from benchmark.urls import mask_text, mask_url
 
 __all__ = [
@@ -655,6 +655,8 @@ class WorkerContext:
     parent_run_id: str
     rule: FarBehindRule | None
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True)
+    clock: Clock = field(default_factory=Clock)
+    """Seconds of training, scoring and bookkeeping on this worker's training thread."""
     on_epoch: Callable[[], None] | None = None
     """Called after every scored epoch's intermediate value is reported (progress display)."""
 
@@ -737,16 +739,17 @@ def _seed_summary(result: Any) -> dict[str, Any]:
     return out
 
 
+def epoch_metrics(seed: int, multi: bool, metrics: Mapping[str, float]) -> dict[str, float]:
+    """One scored epoch of one seed under its MLflow names (seed_<k>/ prefix if several)."""
+    prefix = f"seed_{seed}/" if multi else ""
+    return {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"}
+
+
 def log_epoch(
     ctx: WorkerContext, run_id: str, seed: int, multi: bool, metrics: Mapping[str, float]
 ) -> None:
     """One scored epoch of one seed to the trial's MLflow run (seed_<k>/ prefix if several)."""
-    prefix = f"seed_{seed}/" if multi else ""
-    ctx.tracker.log_metrics(
-        run_id,
-        {f"{prefix}{k}": v for k, v in metrics.items() if k != "epoch"},
-        int(metrics["epoch"]),
-    )
+    ctx.tracker.log_metrics(run_id, epoch_metrics(seed, multi, metrics), int(metrics["epoch"]))
 
 
 def record_seed(
@@ -756,16 +759,15 @@ def record_seed(
     result: Any,
     summaries: list[dict[str, Any]],
 ) -> None:
-    """A finished seed's artifacts to MLflow and its summary to the trial's `seeds` attr."""
-    from benchmark.artifacts import write_run_artifacts
+    """A finished seed's artifacts to MLflow (queued: the tracker's writer process draws and
+    uploads them) and its summary, with the artifact paths it is to have, to the trial's
+    `seeds` attr."""
+    from benchmark.artifacts import run_payload
 
     multi = ctx.settings.seeds > 1
-    with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
-        paths = write_run_artifacts(
-            result, tmp, data=ctx.data, settings=dataclasses.asdict(ctx.settings)
-        )
-        ctx.tracker.log_artifacts(run_id, paths, f"seed_{result.seed}" if multi else None)
-    summaries.append(_seed_summary(result))
+    payload = run_payload(result, data=ctx.data, settings=dataclasses.asdict(ctx.settings))
+    names = ctx.tracker.write_artifacts(run_id, f"seed_{result.seed}" if multi else None, payload)
+    summaries.append({**_seed_summary(result), "artifacts": names})
     trial.set_user_attr("seeds", summaries)
 
 
@@ -809,9 +811,11 @@ def _train(
 
         def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> bool:
             nonlocal step
-            log_epoch(ctx, run_id, seed, multi, metrics)
+            with ctx.clock.part("mlflow metrics"):
+                log_epoch(ctx, run_id, seed, multi, metrics)
             value = metrics.get(ctx.metric, math.nan)
-            reason = _judge(ctx, trial, step, float(value))
+            with ctx.clock.part("optuna report"):
+                reason = _judge(ctx, trial, step, float(value))
             step += 1
             _test_hang(trial)
             if reason:
@@ -827,24 +831,28 @@ def _train(
             device=ctx.device,
             on_epoch=on_epoch,
         )
-        record_seed(ctx, trial, run_id, result, summaries)
+        ctx.clock.trial_epochs += int(result.history[-1]["epoch"]) if result.history else 0
+        with ctx.clock.part("artifacts"):
+            record_seed(ctx, trial, run_id, result, summaries)
         histories.append(result.history)
         if result.status == "diverged":
             trial.set_user_attr("detail", result.reason)
             raise _Stop("diverged")
         if result.status == "stopped":
             raise _Stop(stop_reason[-1] if stop_reason else "stopped")
-    return objective_values(ctx, trial, run_id, histories)
+    with ctx.clock.part("objective"):
+        return objective_values(ctx, trial, run_id, histories)
 
 
 def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict]]) -> None:
-    """Per-epoch means over seeds under the unprefixed metric names."""
+    """Per-epoch means over seeds under the unprefixed metric names (one call)."""
+    now = int(time.time() * 1000)
+    out = []
     for rows in zip(*histories):
         epoch = int(rows[0]["epoch"])
         keys = [k for k in rows[0] if k != "epoch" and all(k in r for r in rows)]
-        ctx.tracker.log_metrics(
-            run_id, {k: float(np.mean([r[k] for r in rows])) for k in keys}, epoch
-        )
+        out += [(k, float(np.mean([r[k] for r in rows])), now, epoch) for k in keys]
+    ctx.tracker.log_metric_rows(run_id, out)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -1084,12 +1092,14 @@ def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
     run_id: str | None = None
     try:
         with _heartbeat(ctx.study, ctx.storage, trial):
-            with _sigint_deferred():
+            with _sigint_deferred(), ctx.clock.part("start trials"):
                 variant, typed, run_id = open_trial(ctx, trial)
             values = _train(ctx, trial, run_id, variant, typed)
-            return close_trial(ctx, trial, run_id, TrialState.COMPLETE, values=values)
+            with ctx.clock.part("close trial"):
+                return close_trial(ctx, trial, run_id, TrialState.COMPLETE, values=values)
     except _Stop as stop:
-        return close_trial(ctx, trial, run_id, TrialState.PRUNED, reason=stop.reason)
+        with ctx.clock.part("close trial"):
+            return close_trial(ctx, trial, run_id, TrialState.PRUNED, reason=stop.reason)
     except KeyboardInterrupt:
         interrupt_trial(ctx, trial, run_id)
         raise
@@ -1186,14 +1196,34 @@ def run_worker(
     )
     if spec.objective == "pareto" and spec.pruner != "none":
         ctx.rule = FarBehindRule(metric=ctx.metric)
-    if spec.population != 1:
-        from benchmark.population import resolve_population, run_population
+    from benchmark.writer import QueuedTracker, writer_lock_dir
 
-        ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
-        return run_population(ctx, on_trial_end=on_trial_end)
+    # MLflow calls and artifact files are done by a background writer process, in order;
+    # closing it waits for all of them (after Ctrl-C too).
+    ctx.tracker = QueuedTracker(ctx.tracker, lock_dir=writer_lock_dir(spec.lock_path))
+    try:
+        if spec.population != 1:
+            from benchmark.population import resolve_population, run_population
+
+            ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
+            return run_population(ctx, on_trial_end=on_trial_end)
+        return _one_trial_loop(ctx, on_trial_end)
+    finally:
+        with ctx.clock.part("drain writer"):
+            for error in ctx.tracker.close(ctx.log):
+                ctx.log(f"MLflow call not done: {error}")
+        ctx.clock.dump()
+
+
+def _one_trial_loop(
+    ctx: WorkerContext, on_trial_end: Callable[[optuna.Study, FrozenTrial | None], None] | None
+) -> int:
+    """run_worker's loop for --population 1: one trial after another."""
+    study, storage, spec = ctx.study, ctx.storage, ctx.spec
     failures = 0
     while True:
-        trial = take_trial(ctx)
+        with ctx.clock.part("start trials"):
+            trial = take_trial(ctx)
         if trial is None:
             if _wait_for_running(study, storage, spec):
                 continue  # a silent worker's trial was re-queued: take it
@@ -1201,7 +1231,8 @@ def run_worker(
         state = run_trial(ctx, trial)
         failures = failures + 1 if state == TrialState.FAIL else 0
         if on_trial_end is not None:
-            on_trial_end(study, ctx.storage.get_trial(_trial_id(study, storage, trial.number)))
+            with ctx.clock.part("progress"):
+                on_trial_end(study, ctx.storage.get_trial(_trial_id(study, storage, trial.number)))
         if failures >= MAX_CONSECUTIVE_FAILURES:
             ctx.log(f"worker {worker_id()}: {failures} trials failed in a row; stopping")
             return 1

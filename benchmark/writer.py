@@ -1,0 +1,450 @@
+"""A worker's MLflow logging and artifact files, done by a background process, in order.
+
+The training thread hands each call (metrics of an epoch, a finished seed's arrays for its
+files, the end of a trial run) to `QueuedTracker`, which puts it on a bounded queue and
+returns; the training thread blocks only when the queue is full. A writer process (spawned,
+so it shares no locks or threads with the worker; matplotlib on its Agg canvas) takes the
+calls in order, writes the files, uploads them and logs the metrics, one ``log_batch`` per
+run for all the metrics it has in hand.
+
+Guarantees:
+- `QueuedTracker.close` (the worker's last step, also after Ctrl-C) returns once every call
+  is done; calls the writer could not do (it died) are done by the worker itself then.
+- A trial run's ``artifacts`` tag lists the files uploaded, set after each upload.
+- The writer holds a lock file, `<lock_dir>/writer-<pid>.lock`, while it lives. A worker that
+  is SIGKILLed leaves its writer to finish what it received (it stops when the worker's end
+  of the pipe closes); `wait_for_writers` waits for such writers, and `account_artifacts`
+  then tags every trial run with what was written and what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "QUEUE_SIZE",
+    "QueuedTracker",
+    "default_writers",
+    "account_artifacts",
+    "wait_for_writers",
+    "writer_lock_dir",
+]
+
+QUEUE_SIZE = 64
+"""Calls waiting for the writer before the training thread blocks (a finished seed's arrays
+are about 0.4 MB for MNIST, so the queue holds at most a few tens of MB)."""
+WRITER_START_SECONDS = 60.0
+"""How long `wait_for_writers` waits for a live writer process that has not locked its file."""
+BATCH = 256
+"""Calls the writer takes at once (their metrics go out in one log_batch per run)."""
+
+
+def writer_lock_dir(lock_path: str | Path) -> Path:
+    """Where the writers of a study's workers keep their lock files (beside its ask lock)."""
+    return Path(lock_path).parent / "writers"
+
+
+# -- doing the calls (in the writer, or in the worker when the writer died) ---------------
+
+
+def _execute(tracker: Any, jobs: Sequence[tuple], written: dict[str, set[str]]) -> list[str]:
+    """Do `jobs` ((id, kind, run_id, args) tuples): all metrics first, one log_batch per run,
+    then the rest in order. Returns error messages (a failed call does not stop the rest)."""
+    from benchmark.artifacts import write_payload
+    from benchmark.tracking import ARTIFACTS_TAG
+
+    errors: list[str] = []
+    rows: dict[str, list[tuple[str, float, int, int]]] = defaultdict(list)
+    for _, kind, run_id, args in jobs:
+        if kind == "metrics":
+            rows[run_id] += args
+    for run_id, items in rows.items():
+        try:
+            tracker.log_metric_rows(run_id, items)
+        except Exception as err:
+            errors.append(f"metrics of run {run_id}: {type(err).__name__}: {err}")
+    for _, kind, run_id, args in jobs:
+        try:
+            if kind == "files":
+                folder, payload = args
+                with tempfile.TemporaryDirectory(prefix="mixbench-writer-") as tmp:
+                    paths = write_payload(payload, tmp)
+                    tracker.log_artifacts(run_id, paths, folder)
+                names = {f"{folder}/{p.name}" if folder else p.name for p in paths.values()}
+                if run_id not in written:  # e.g. other seeds' files, uploaded by someone else
+                    tags = tracker.client.get_run(run_id).data.tags
+                    written[run_id] = set(tags.get(ARTIFACTS_TAG, "").split()) - {"none"}
+                written[run_id] |= names
+                tracker.set_tags(run_id, {ARTIFACTS_TAG: " ".join(sorted(written[run_id]))})
+            elif kind == "end":
+                tracker.end_trial(run_id, *args)
+            elif kind == "tags":
+                tracker.set_tags(run_id, args)
+        except Exception as err:
+            errors.append(f"{kind} of run {run_id}: {type(err).__name__}: {err}")
+    return errors
+
+
+def _writer_main(tracking_uri: str, jobs: Any, acks: Any, lock_dir: str | None) -> None:
+    """The writer process: take calls until the worker says stop or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which drains us
+    os.environ["MPLBACKEND"] = "Agg"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    lock = None
+    if lock_dir is not None:
+        Path(lock_dir).mkdir(parents=True, exist_ok=True)
+        lock = open(Path(lock_dir) / f"writer-{os.getpid()}.lock", "a")  # noqa: SIM115
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS when this process ends
+    from benchmark.tracking import connect
+
+    tracker = connect(tracking_uri)
+    written: dict[str, set[str]] = defaultdict(set)
+    stop = False
+    while not stop:
+        batch: list = []
+        try:
+            batch.append(jobs.recv())
+            while batch[-1] is not None and len(batch) < BATCH and jobs.poll():
+                batch.append(jobs.recv())
+        except (EOFError, OSError):  # the worker is gone (SIGKILL), maybe mid-message:
+            stop = True  # what arrived whole is done below
+        if batch and batch[-1] is None:
+            batch.pop()
+            stop = True
+        errors = _execute(tracker, batch, written) if batch else []
+        for message in errors:
+            print(f"artifact writer: {message}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            acks.send([job[0] for job in batch])
+    if lock is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(lock.name)
+        lock.close()
+
+
+# -- the worker's side ----------------------------------------------------------------------
+
+
+class _Channel:
+    """One writer process, the pipes to it and the thread feeding it from a bounded queue."""
+
+    def __init__(self, tracking_uri: str, lock_dir: Path | None, size: int, on_done: Any) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        context = multiprocessing.get_context("spawn")
+        jobs_out, self.jobs = context.Pipe(duplex=False)
+        self.acks, acks_in = context.Pipe(duplex=False)
+        self.proc = context.Process(
+            target=_writer_main,
+            args=(tracking_uri, jobs_out, acks_in, str(lock_dir) if lock_dir else None),
+            name="mixbench-writer",
+            daemon=False,  # a daemon is killed when the worker ends; this one finishes first
+        )
+        mask = threading.current_thread() is threading.main_thread()
+        if mask:  # the writer must not see a terminal's Ctrl-C before it ignores SIGINT
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.proc.start()
+        finally:
+            if mask:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        jobs_out.close()
+        acks_in.close()
+        if lock_dir is not None:  # visible to wait_for_writers before the writer has started
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            (lock_dir / f"writer-{self.proc.pid}.lock").touch()
+        self.on_done = on_done
+        self.feeder = threading.Thread(target=self._feed, name="writer-feed", daemon=True)
+        self.acker = threading.Thread(target=self._ack, name="writer-acks", daemon=True)
+        self.feeder.start()
+        self.acker.start()
+
+    def _feed(self) -> None:
+        alive = True
+        while True:
+            job = self.queue.get()
+            try:
+                if alive:
+                    self.jobs.send(job)
+            except OSError:  # the writer died: its calls stay pending, close() does them
+                alive = False
+            finally:
+                self.queue.task_done()
+            if job is None:
+                return
+
+    def _ack(self) -> None:
+        while True:
+            try:
+                done = self.acks.recv()
+            except (EOFError, OSError):
+                return
+            self.on_done(done)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.feeder.join()
+        self.proc.join()
+        self.acker.join()
+        self.jobs.close()
+        self.acks.close()
+
+
+def default_writers() -> int:
+    """Writer processes per worker: one per 4 usable CPUs, 1 to 4 (figures are drawn while
+    the worker trains; more writers shorten the wait for the last trials' files)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, (cpus or 1) // 4))
+
+
+class QueuedTracker:
+    """A `benchmark.tracking.Tracker` whose logging calls go to background writers.
+
+    `log_metrics`, `log_metric_rows`, `write_artifacts`, `set_tags` and `end_trial` return
+    at once (blocking only while `size` calls wait for a writer); everything else is the
+    tracker's own, done now. A run's calls all go to one writer, in order. `close` waits
+    until every call is done.
+    """
+
+    def __init__(
+        self,
+        tracker: Any,
+        *,
+        lock_dir: Path | None = None,
+        size: int = QUEUE_SIZE,
+        writers: int | None = None,
+    ) -> None:
+        self._tracker = tracker
+        self._pending: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._closed = False
+        count = writers or default_writers()
+        self._channels = [
+            _Channel(tracker.tracking_uri, lock_dir, max(1, size // count), self._done)
+            for _ in range(count)
+        ]
+        self._route: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tracker, name)
+
+    @property
+    def pids(self) -> list[int]:
+        """The writer processes' pids."""
+        return [c.proc.pid for c in self._channels]  # type: ignore[misc]
+
+    # -- calls that are queued -------------------------------------------------------------
+
+    def _submit(self, kind: str, run_id: str, args: Any) -> None:
+        if self._closed:
+            raise RuntimeError("QueuedTracker is closed")
+        with self._lock:
+            job = (self._next, kind, run_id, args)
+            self._next += 1
+            self._pending[job[0]] = job
+            # a run's calls go to one writer, in order; runs are dealt out in turn
+            channel = self._route.setdefault(run_id, len(self._route) % len(self._channels))
+        try:
+            self._channels[channel].queue.put(job)  # blocks while the queue is full
+        except BaseException:  # Ctrl-C while blocked: the call was not made
+            with self._lock:
+                self._pending.pop(job[0], None)
+            raise
+
+    def _done(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            for job_id in ids:
+                self._pending.pop(job_id, None)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """As Tracker.log_metrics (non-numeric values dropped), done by the writer."""
+        now = int(time.time() * 1000)
+        rows = [
+            (str(key), float(value), now, int(step))
+            for key, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+        ]
+        if rows:
+            self._submit("metrics", run_id, rows)
+
+    def log_metric_rows(self, run_id: str, rows: Sequence[tuple[str, float, int, int]]) -> None:
+        """As Tracker.log_metric_rows, done by the writer."""
+        if rows:
+            self._submit("metrics", run_id, [tuple(r) for r in rows])
+
+    def write_artifacts(
+        self, run_id: str, folder: str | None, payload: dict[str, Any]
+    ) -> list[str]:
+        """As Tracker.write_artifacts, done by the writer; returns the artifact paths it will
+        write."""
+        from benchmark.artifacts import payload_files
+
+        names = [f"{folder}/{n}" if folder else n for n in payload_files(payload)]
+        self._submit("files", run_id, (folder, payload))
+        return names
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self._submit("tags", run_id, {str(k): str(v) for k, v in tags.items()})
+
+    def end_trial(self, run_id: str, outcome: str, reason: str | None = None) -> None:
+        """As Tracker.end_trial, done by the writer after the run's earlier calls."""
+        from benchmark.tracking import TRIAL_STATUS
+
+        if outcome not in TRIAL_STATUS:
+            raise ValueError(f"outcome={outcome!r}; valid: {', '.join(TRIAL_STATUS)}")
+        self._submit("end", run_id, (outcome, reason))
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def handed_over(self) -> None:
+        """Wait until every call made so far is in a writer's pipe (not necessarily done)."""
+        for channel in self._channels:
+            channel.queue.join()
+
+    @property
+    def pending(self) -> int:
+        """Calls not done yet."""
+        with self._lock:
+            return len(self._pending)
+
+    def close(self, log: Any = None) -> list[str]:
+        """Wait until every call is done (Ctrl-C is ignored meanwhile); returns the errors of
+        the calls the worker had to do itself because a writer died ([] normally)."""
+        if self._closed:
+            return []
+        self._closed = True
+        waiting = self.pending
+        if log is not None and waiting > QUEUE_SIZE // 4:
+            log(f"writing {waiting} queued MLflow call(s) and artifact(s)...")
+        with _sigint_ignored():
+            for channel in self._channels:
+                channel.close()
+            with self._lock:
+                left = sorted(self._pending.values())
+                self._pending.clear()
+            errors = []
+            if left:  # a writer died before doing them
+                errors = _execute(self._tracker, left, defaultdict(set))
+                if log is not None:
+                    codes = [c.proc.exitcode for c in self._channels]
+                    log(
+                        f"artifact writer(s) exited with code(s) {codes}; the worker did the "
+                        f"{len(left)} call(s) they left"
+                    )
+        return errors
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Any:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- after the workers: writers left behind, and the accounting ---------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child not yet reaped is a zombie: gone for our purpose
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
+
+
+def wait_for_writers(lock_dir: Path) -> list[int]:
+    """Wait until every writer with a lock file in `lock_dir` has ended (e.g. the writer of
+    a worker that was SIGKILLed, finishing what it had received); returns their pids."""
+    waited = []
+    for path in sorted(Path(lock_dir).glob("writer-*.lock")):
+        pid = int(path.stem.split("-", 1)[1])
+        unlocked_since = None
+        while _alive(pid):
+            waited.append(pid)
+            with open(path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while the writer holds it
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            if not _alive(pid):
+                break
+            # alive but not holding its lock: still starting, or the pid is another
+            # process's now (the writer was killed itself); give up on it after a while
+            unlocked_since = unlocked_since or time.monotonic()
+            if time.monotonic() - unlocked_since > WRITER_START_SECONDS:
+                break
+            time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return sorted(set(waited))
+
+
+def expected_artifacts(trial: Any) -> list[str]:
+    """The artifact paths a trial's seeds were to write (its ``seeds`` user attr)."""
+    return sorted(a for s in trial.user_attrs.get("seeds") or [] for a in s.get("artifacts", []))
+
+
+def account_artifacts(tracker: Any, parent_run_id: str, trials: Iterable[Any]) -> dict[int, list]:
+    """Tag every trial run of the study with what was written: ``artifacts`` (the paths in
+    its artifact store, or "none") and, when some expected ones are not there,
+    ``artifacts_missing``. Returns {trial number: missing paths} for trials missing some.
+
+    A run whose ``artifacts`` tag already lists every expected path is complete (the writer
+    sets the tag after each upload) and is not looked at again.
+    """
+    from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG
+
+    by_number = {t.number: t for t in trials}
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
+    missing_of: dict[int, list] = {}
+    for run in runs:
+        number = run.data.tags.get("trial")
+        trial = by_number.get(int(number)) if number is not None else None
+        if trial is None or trial.state.name in ("RUNNING", "WAITING"):
+            continue  # not ours to judge (e.g. still running on another machine)
+        expected = set(expected_artifacts(trial))
+        tagged = set(run.data.tags.get(ARTIFACTS_TAG, "").split()) - {"none"}
+        if ARTIFACTS_TAG in run.data.tags and expected <= tagged:
+            continue
+        present = set(_artifact_paths(tracker.client, run.info.run_id))
+        missing = sorted(expected - present)
+        tags = {ARTIFACTS_TAG: " ".join(sorted(present)) or "none"}
+        if missing:
+            tags[MISSING_TAG] = " ".join(missing)
+            missing_of[trial.number] = missing
+        tracker.set_tags(run.info.run_id, tags)
+    return missing_of
+
+
+def _artifact_paths(client: Any, run_id: str, path: str | None = None) -> list[str]:
+    out = []
+    for item in client.list_artifacts(run_id, path):
+        out += _artifact_paths(client, run_id, item.path) if item.is_dir else [item.path]
+    return out

@@ -1,0 +1,271 @@
+"""benchmark.writer: MLflow calls and artifact files done by background writer processes.
+
+Real studies (journal storage, MLflow SQLite store, ring8), real writer processes and real
+signals: a writer held stopped (SIGSTOP) makes its queue certainly non-empty when Ctrl-C or
+SIGKILL comes, so what must be drained or lost is known without timing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from benchmark import study as study_cli
+from benchmark import writer
+from benchmark.artifacts import payload_files
+from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG, connect
+from benchmark.trainables.gan import StandardGAN
+
+try:
+    from tests._hang import hang_one_worker
+    from tests._mlflow import fresh_mlflow_uri
+except ImportError:  # tests/ on sys.path (pytest's default rootdir-less import)
+    from _hang import hang_one_worker
+    from _mlflow import fresh_mlflow_uri
+
+TINY = [
+    "--dataset", "ring8", "--setting", "train_size=256", "--setting", "batch_size=128",
+    "--setting", "n_eval=100", "--setting", "heldout_size=100", "--setting", "device=cpu",
+]  # fmt: skip
+FILES = {"config.json", "metrics.json", "losses.png", "samples.png"}
+"""What a finished one-seed GAN trial's run holds."""
+
+
+@pytest.fixture
+def env(tmp_path, tmp_path_factory, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = fresh_mlflow_uri(tmp_path_factory, tmp_path)
+    return {"uri": uri, "dir": tmp_path, "args": [*TINY, "--tracking-uri", uri]}
+
+
+def _study(env, name: str) -> optuna.Study:
+    path = env["dir"] / "results" / "optuna.journal"
+    return optuna.load_study(
+        study_name=name, storage=JournalStorage(JournalFileBackend(str(path)))
+    )
+
+
+def _runs(uri: str, study: optuna.Study) -> dict[int, object]:
+    tracker = connect(uri)
+    parent = study.user_attrs["mlflow_parent_run_id"]
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    return {int(r.data.tags["trial"]): r for r in runs}
+
+
+def _files(client, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (an orphan's zombie counts: this container's init may not reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _writer_pids(folder: Path) -> list[int]:
+    return [int(p.stem.split("-", 1)[1]) for p in folder.glob("writer-*.lock")]
+
+
+def test_ctrl_c_drains_the_writer_queue_and_every_finished_trial_has_its_files(env, monkeypatch):
+    locks = env["dir"] / "results" / "studies" / "gan-ring8-wasserstein" / "writers"
+    original_epoch, original_close = StandardGAN.train_epoch, writer.QueuedTracker.close
+    calls, stopped, pending_at_close = [], [], []
+
+    def epoch(self):
+        calls.append(1)
+        if len(calls) == 1:  # hold the writer: nothing the trials log can be done before ^C
+            stopped.extend(_writer_pids(locks))
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+        if len(calls) == 2:  # trials 0 and 1 finished in epoch 1; 2 and 3 are training
+            raise KeyboardInterrupt
+        return original_epoch(self)
+
+    def close(self, log=None):
+        pending_at_close.append(self.pending)
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        return original_close(self, log)
+
+    monkeypatch.setattr(StandardGAN, "train_epoch", epoch)
+    monkeypatch.setattr(writer.QueuedTracker, "close", close)
+    argv = ["--space", "gan", "--trials", "4", "--epochs", "1", "--population", "2"]
+    assert study_cli.main([*argv, *env["args"]]) == 130
+    assert len(stopped) == 1
+    # trials 0 and 1: epoch metrics, objective, files and run end each; 2 and 3: run end
+    assert pending_at_close == [10]
+
+    study = _study(env, "gan-ring8-wasserstein")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
+    runs = _runs(env["uri"], study)
+    client = connect(env["uri"]).client
+    for t in study.trials[:2]:
+        run = runs[t.number]
+        assert run.info.status == "FINISHED"
+        assert t.user_attrs["seeds"][0]["artifacts"] == sorted(FILES, key=_written_order)
+        assert _files(client, run.info.run_id) == FILES
+        assert set(run.data.tags[ARTIFACTS_TAG].split()) == FILES
+        assert MISSING_TAG not in run.data.tags
+        for key in ("sliced_w2", "w1", "objective/w1"):  # each metric logged once
+            assert len(client.get_metric_history(run.info.run_id, key)) == 1
+    for t in study.trials[2:]:
+        run = runs[t.number]
+        assert t.user_attrs["reason"] == "interrupted"
+        assert (run.info.status, run.data.tags["state"]) == ("KILLED", "INTERRUPTED")
+        assert run.data.tags[ARTIFACTS_TAG] == "none" and MISSING_TAG not in run.data.tags
+        assert _files(client, run.info.run_id) == set()
+    assert list(locks.glob("*")) == []  # the writer ended and took its lock file with it
+    assert _gone(stopped[0])
+
+
+def _written_order(name: str) -> int:
+    return ["config.json", "metrics.json", "losses.png", "samples.png"].index(name)
+
+
+def test_one_metrics_call_per_trial_and_epoch_and_each_metric_once(env, monkeypatch):
+    counted: Counter = Counter()
+    original = writer.QueuedTracker.log_metrics
+
+    def log_metrics(self, run_id, metrics, step):
+        counted[run_id, step] += 1
+        return original(self, run_id, metrics, step)
+
+    monkeypatch.setattr(writer.QueuedTracker, "log_metrics", log_metrics)
+    argv = ["--space", "gan", "--trials", "2", "--epochs", "3", "--seeds", "2"]
+    assert study_cli.main([*argv, "--population", "2", *env["args"]]) == 0
+    study = _study(env, "gan-ring8-wasserstein")
+    runs = _runs(env["uri"], study)
+    ids = {r.info.run_id for r in runs.values()}
+    # both seeds of an epoch in one call; step 0 is the objective
+    assert counted == Counter({(i, s): 1 for i in ids for s in (0, 1, 2, 3)})
+    client = connect(env["uri"]).client
+    for run in runs.values():
+        keys = run.data.metrics.keys()
+        assert {"seed_0/sliced_w2", "seed_1/sliced_w2", "sliced_w2", "objective/w1"} <= keys
+        for key in keys:  # each metric once per step (exact W1 only at the last epoch)
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            if key.startswith("objective/"):
+                assert steps == [0], key
+            elif key.rsplit("/", 1)[-1] in ("sliced_w2", "g_loss", "d_loss"):
+                assert steps == [1, 2, 3], key
+            else:
+                assert steps in ([3], [1, 2, 3]), key
+        assert set(run.data.tags[ARTIFACTS_TAG].split()) == {
+            f"seed_{s}/{f}" for s in (0, 1) for f in FILES
+        }
+
+
+KILLED_WORKER = r"""
+import json, os, signal, sys
+import numpy as np
+from benchmark.tracking import connect
+from benchmark.writer import QueuedTracker
+
+uri, lock_dir, run_a, run_b = sys.argv[1:]
+tracker = connect(uri)
+small = {"config": {}, "summary": {}, "variant": "gan", "g_losses": np.ones(4),
+         "d_losses": np.ones(4), "samples": {"default": np.zeros((64, 2))}, "centers": None}
+big = {**small, "samples": {"default": np.zeros((64, 784)), "noise": np.zeros((64, 784))}}
+queued = QueuedTracker(tracker, lock_dir=__import__("pathlib").Path(lock_dir), writers=1)
+os.kill(queued.pids[0], signal.SIGSTOP)  # the writer reads nothing until the test resumes it
+queued.write_artifacts(run_a, None, small)
+queued.end_trial(run_a, "COMPLETE")
+queued.handed_over()  # run A's calls are in the writer's pipe (they fit in its buffer)
+queued.write_artifacts(run_b, None, big)  # 0.8 MB: cannot be handed over to a stopped writer
+queued.end_trial(run_b, "COMPLETE")
+print(json.dumps(queued.pids), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkilled_worker_its_writer_finishes_what_it_received_and_records_say_the_rest(
+    env,
+):
+    tracker = connect(env["uri"])
+    parent = tracker.start_study("killed", tags={}, params={})
+    run_a = tracker.start_trial(parent, study_name="killed", number=0, params={})
+    run_b = tracker.start_trial(parent, study_name="killed", number=1, params={})
+    small = {"g_losses": np.ones(4), "samples": {"default": np.zeros((64, 2))}}
+    big = {
+        "g_losses": np.ones(4),
+        "samples": {m: np.zeros((64, 784)) for m in ("default", "noise")},
+    }
+    study = optuna.create_study(
+        study_name="killed",
+        storage=JournalStorage(JournalFileBackend(str(env["dir"] / "killed.journal"))),
+    )
+    for payload in (small, big):
+        trial = study.ask()
+        trial.set_user_attr("seeds", [{"seed": 0, "artifacts": payload_files(payload)}])
+        study.tell(trial, 1.0)
+    locks = env["dir"] / "writers"
+    out, err = env["dir"] / "worker.out", env["dir"] / "worker.err"
+    with out.open("w") as stdout, err.open("w") as stderr:  # files: the writer outlives it
+        done = subprocess.run(
+            [sys.executable, "-c", KILLED_WORKER, env["uri"], str(locks), run_a, run_b],
+            stdout=stdout,
+            stderr=stderr,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        )
+    assert done.returncode == -signal.SIGKILL, err.read_text()
+    (pid,) = json.loads(out.read_text())
+    os.kill(pid, signal.SIGCONT)  # the orphaned writer resumes: it finishes what it got
+    assert writer.wait_for_writers(locks) == [pid]
+    assert _gone(pid)
+
+    missing = writer.account_artifacts(tracker, parent, study.trials)
+    assert missing == {
+        1: ["config.json", "losses.png", "metrics.json", "samples.png", "samples_noise.png"]
+    }
+    a, b = tracker.client.get_run(run_a), tracker.client.get_run(run_b)
+    assert _files(tracker.client, run_a) == {
+        "config.json", "metrics.json", "losses.png", "samples.png"
+    }  # fmt: skip
+    assert a.info.status == "FINISHED" and MISSING_TAG not in a.data.tags
+    assert set(a.data.tags[ARTIFACTS_TAG].split()) == _files(tracker.client, run_a)
+    assert _files(tracker.client, run_b) == set()
+    assert b.info.status == "RUNNING"  # its end never reached the writer: the study ends it
+    assert b.data.tags[ARTIFACTS_TAG] == "none"
+    assert b.data.tags[MISSING_TAG].split() == missing[1]
+
+
+def test_study_with_a_sigkilled_worker_accounts_for_every_trials_files(env, tmp_path, monkeypatch):
+    with hang_one_worker(tmp_path / "hang", monkeypatch) as killed:
+        code = study_cli.main(["--space", "gan", "--trials", "2", "--workers", "2", *env["args"]])
+    assert code == 0 and "pid" in killed
+    study = _study(env, "gan-ring8-wasserstein")
+    runs = _runs(env["uri"], study)
+    client = connect(env["uri"]).client
+    dead = study.trials[killed["trial"]]
+    assert dead.state == TrialState.FAIL and "SIGKILL" in dead.user_attrs["reason"]
+    run = runs[dead.number]
+    assert run.info.status == "FAILED"
+    assert run.data.tags[ARTIFACTS_TAG] == "none" and MISSING_TAG not in run.data.tags
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 2
+    for t in complete:
+        run = runs[t.number]
+        assert run.info.status == "FINISHED"
+        assert set(t.user_attrs["seeds"][0]["artifacts"]) == FILES
+        assert _files(client, run.info.run_id) == FILES
+        assert set(run.data.tags[ARTIFACTS_TAG].split()) == FILES
+        assert MISSING_TAG not in run.data.tags
+    locks = env["dir"] / "results" / "studies" / "gan-ring8-wasserstein" / "writers"
+    assert list(locks.glob("*")) == []
