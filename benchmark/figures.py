@@ -118,6 +118,10 @@ def _check_log(values: np.ndarray, label: str, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+MARKED_POINTS = 20
+"""Curves of at most this many points are drawn with a marker at every point."""
+
+
 def loss_curves(
     g_losses_by_label: Mapping[str, Any],
     d_losses_by_label: Mapping[str, Any],
@@ -154,7 +158,9 @@ def loss_curves(
                 ax.plot(x, mean, color=color, alpha=0.25, linewidth=0.8)
                 ax.plot(x, _smooth(mean, int(smooth)), color=color, label=label, linewidth=1.6)
             else:
-                ax.plot(x, mean, color=color, label=label, linewidth=1.2)
+                # a line needs two points: short curves (e.g. a 1-epoch study) get markers
+                marker = "o" if mean.size <= MARKED_POINTS else None
+                ax.plot(x, mean, color=color, label=label, linewidth=1.2, marker=marker, ms=4)
             if sd is not None:
                 ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.15, linewidth=0)
         ax.set_title(panel_title)

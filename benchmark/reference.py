@@ -33,6 +33,7 @@ import torch
 
 from benchmark import metrics
 from benchmark.data import Dataset, cache_dir
+from benchmark.nets import MemberRNG
 
 __all__ = [
     "DISTANCES",
@@ -182,6 +183,13 @@ def _measure(
     )
 
 
+def _stream_fingerprint() -> list[float]:
+    """A few numbers of member 0's random stream: the untrained generators (the ceiling)
+    depend on it, so a change of the generator (e.g. issue 12's Philox streams) must not
+    reuse ceilings measured with the previous one."""
+    return MemberRNG([0], torch.device("cpu")).rand(4).flatten().tolist()
+
+
 def _cache_key(data: Dataset, n: int, draws: int, trainables: Sequence[str]) -> str:
     fingerprint = json.dumps(
         [
@@ -195,6 +203,7 @@ def _cache_key(data: Dataset, n: int, draws: int, trainables: Sequence[str]) -> 
             n,
             draws,
             sorted(trainables),
+            _stream_fingerprint(),
         ]
     )
     return hashlib.sha256(fingerprint.encode()).hexdigest()[:20]

@@ -46,6 +46,22 @@ def test_loss_curves(tmp_path, rng):
         figures.loss_curves(g, d, tmp_path / "x.png", smooth=0)
 
 
+def test_a_one_epoch_loss_curve_is_visible(tmp_path, monkeypatch):
+    """One point makes no line: short curves are drawn with markers (a 1-epoch study's
+    report showed empty loss panels)."""
+
+    def blue_pixels(path: Path) -> int:
+        img = _read_png(path)[..., :3]
+        blue = np.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour, C0
+        return int((np.abs(img - blue).max(axis=-1) < 0.1).sum())
+
+    one = {"gan": np.array([0.7])}
+    marked = blue_pixels(figures.loss_curves(one, one, tmp_path / "marked.png"))
+    monkeypatch.setattr(figures, "MARKED_POINTS", 0)
+    plain = blue_pixels(figures.loss_curves(one, one, tmp_path / "plain.png"))
+    assert marked > plain + 20  # a marker per panel, beyond the legend's line sample
+
+
 def test_metric_curves_with_seed_bands_and_log_scale(tmp_path, rng):
     curves = np.exp(-np.arange(15) / 4)[None] * rng.lognormal(0, 0.3, size=(4, 1)) + 0.01
     curves[1, 10:] = np.nan  # one seed pruned after 10 epochs

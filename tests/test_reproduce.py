@@ -309,3 +309,19 @@ def test_checkpoint_of_another_command_is_refused_not_overwritten(tmp_path, shar
         reproduce.run_experiment(REALMIX_PAPER, other, data, torch.device("cpu"),
                                  checkpoints=folder)  # fmt: skip
     assert (folder / "gan.pt").read_bytes() == before
+
+
+def test_reference_cache_is_not_reused_after_the_random_streams_change(
+    ring8, tmp_path, monkeypatch
+):
+    """The untrained-G ceiling depends on the random streams: a ceiling cached with another
+    generator (before issue 12's Philox streams) must be measured again, not reused."""
+    from benchmark import reference
+
+    first = reference.reference_scale(ring8, 50, trainables=("gan",), draws=1, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    again = reference.reference_scale(ring8, 50, trainables=("gan",), draws=1, cache=tmp_path)
+    assert again.ceiling == first.ceiling and len(list(tmp_path.glob("*.json"))) == 1
+    monkeypatch.setattr(reference, "_stream_fingerprint", lambda: [0.5, 0.25])
+    reference.reference_scale(ring8, 50, trainables=("gan",), draws=1, cache=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 2  # another key: measured afresh
