@@ -31,6 +31,7 @@ from benchmark.divergence import rule_for
 from benchmark.runner import MemberRun, score_members
 from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, refill
+from benchmark.urls import mask_text
 from benchmark.worker import (
     MAX_CONSECUTIVE_FAILURES,
     Heartbeats,
@@ -201,8 +202,8 @@ class _PopulationRunner:
                 interrupt_trial(ctx, slot.trial, slot.run_id)
             raise
         except Exception as err:
-            reason = f"{type(err).__name__}: {err}"
-            ctx.log(f"population failed: {reason}\n{traceback.format_exc()}")
+            reason = mask_text(f"{type(err).__name__}: {err}")  # errors may quote a URL
+            ctx.log(f"population failed: {reason}\n{mask_text(traceback.format_exc())}")
             for slot in self.live():
                 with contextlib.suppress(Exception):
                     close_trial(ctx, slot.trial, slot.run_id, TrialState.FAIL, reason=reason)
@@ -277,7 +278,7 @@ class _PopulationRunner:
                 interrupt_trial(ctx, trial, run_id)
                 raise
             except Exception as err:
-                reason = f"{type(err).__name__}: {err}"
+                reason = mask_text(f"{type(err).__name__}: {err}")
                 ctx.log(f"trial {trial.number} failed: {reason}")
                 close_trial(ctx, trial, run_id, TrialState.FAIL, reason=reason)
                 self._ended(trial)

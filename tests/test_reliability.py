@@ -471,3 +471,26 @@ def test_ci_runs_exactly_the_readme_set_up_and_test_commands():
     commands = [ln for ln in ci if ln and not ln.startswith("#")]
     assert [ln for ln in commands if "pip install" in ln] == set_up
     assert [ln for ln in commands if "pytest" in ln] == tests
+
+
+@pytest.mark.parametrize("population", ["1", "2"])
+def test_a_failed_trials_reason_never_quotes_a_password(population, here, monkeypatch, capsys):
+    """An error quoting a password-bearing URL (as MLflow's do) is masked in the trial's
+    reason and in the log, on the one-trial and the population path."""
+    from benchmark.trainables.gan import StandardGAN
+
+    leak = f"postgresql://mixbench:{SECRET}@db.example:5432/mlflow"
+
+    def fail(self):
+        raise RuntimeError(f"API request to {leak} failed")
+
+    monkeypatch.setattr(StandardGAN, "train_epoch", fail)
+    folder, uri = here
+    argv = [*TINY, "--trials", "2", "--population", population, "--tracking-uri", uri]
+    study_cli.main(argv)
+    err = capsys.readouterr().err
+    study = _load(folder / "results" / "optuna.journal")
+    reasons = [t.user_attrs.get("reason", "") for t in study.trials]
+    assert study.trials and all(t.state == TrialState.FAIL for t in study.trials)
+    assert all("API request to postgresql://mixbench:***@db.example" in r for r in reasons)
+    assert SECRET not in err and not any(SECRET in r for r in reasons)
