@@ -600,7 +600,7 @@ def _conclusions(design: designs.AblationSpace, verdicts: dict[str, dict[str, An
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter, add_deprecated_alias
+    from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
     from benchmark.stats import TESTS
     from benchmark.study import DEFAULT_STORAGE
 
@@ -613,12 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3, min 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default 5)")
     p.add_argument("--dataset", default=None, help="dataset (default mnist)")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
-        "/usr/share/datasets, then a download)",
-    )
+    add_data_dir(p)
     p.add_argument(
         "--storage", default=DEFAULT_STORAGE, help="Optuna storage: a journal file or a URL"
     )
@@ -635,12 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cells each worker trains at once as one population, see benchmark.study "
         "(default: 1)",
     )
-    p.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="use only N training samples, a seeded subset (default: all)",
-    )
+    add_train_size(p)
     p.add_argument(
         "--n-eval",
         type=int,

@@ -65,3 +65,23 @@ def add_deprecated_alias(
         new_flag=new,
         help=argparse.SUPPRESS,
     )
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, with the same look-up text in every command."""
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
+        "/usr/share/datasets, then a download)",
+    )
+
+
+def add_train_size(parser: argparse.ArgumentParser) -> None:
+    """--train-size, a seeded subset of the training split, in every command that trains."""
+    parser.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="use only N training samples, a seeded subset (default: all)",
+    )

@@ -1124,7 +1124,7 @@ def _parse_populations(text: str) -> tuple[int, ...]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
     d = PerfSettings()
-    from benchmark.cli import HelpFormatter, add_deprecated_alias
+    from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.perf",
@@ -1134,12 +1134,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trainable", default=d.trainable, help=f"one of {', '.join(VARIANTS)}")
     p.add_argument("--dataset", default=d.dataset, help=f"one of {', '.join(DATASETS)}")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
-        "/usr/share/datasets, then a download)",
-    )
+    add_data_dir(p)
     p.add_argument(
         "--populations",
         default=",".join(map(str, d.populations)),

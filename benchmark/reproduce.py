@@ -1037,7 +1037,7 @@ def format_p_text(p: float | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter
+    from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.reproduce",
@@ -1048,18 +1048,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the paper's)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per model")
     p.add_argument("--dataset", default=None, help="dataset (default: the paper's)")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
-        "/usr/share/datasets, then a download)",
-    )
-    p.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="use only N training samples, a seeded subset (default: all)",
-    )
+    add_data_dir(p)
+    add_train_size(p)
     p.add_argument("--n-eval", type=int, default=1000, help="samples per side for each distance")
     p.add_argument("--eval-every", type=int, default=1, help="score every k-th epoch")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch (the paper's 128)")

@@ -106,7 +106,7 @@ class StudyPlan:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter
+    from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
     from benchmark.data import DATASETS
     from benchmark.worker import PRUNERS, SAMPLERS
     from studies import SPACES
@@ -207,18 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="start no trial after S seconds (default: no limit)",
     )
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
-        "/usr/share/datasets, then a download)",
-    )
-    p.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="use only N training samples, a seeded subset (default: all)",
-    )
+    add_data_dir(p)
+    add_train_size(p)
     p.add_argument(
         "--n-eval",
         type=int,

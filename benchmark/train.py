@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.artifacts import json_safe, write_run_artifacts
-from benchmark.cli import HelpFormatter
+from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
 from benchmark.data import DATASETS, DataError
 from benchmark.runner import load_data, resolve_device, train_run
 from benchmark.settings import Settings, SettingsError
@@ -71,18 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the run (weights, data order)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="folder with one sub-folder per dataset (default: MIXBENCH_DATA, the cache, "
-        "/usr/share/datasets, then a download)",
-    )
-    p.add_argument(
-        "--train-size",
-        type=int,
-        default=None,
-        help="use only N training samples, a seeded subset (default: all)",
-    )
+    add_data_dir(p)
+    add_train_size(p)
     p.add_argument("--n-eval", type=int, default=1000, help="samples per side for the exact W1")
     p.add_argument(
         "--exact-every-epoch",
