@@ -247,7 +247,7 @@ def effects_table(
     Raises ValueError when a cell has fewer than 2 finite runs. A response in
     HIGHER_IS_BETTER is maximised (a positive effect helps); every other is minimised.
     """
-    from benchmark import stats
+    from benchmark.reporting import stats
 
     minimize = response not in HIGHER_IS_BETTER
     names = [f.name for f in design.factors]
@@ -284,7 +284,7 @@ def _one_factor(
     seed: int,
     minimize: bool = True,
 ) -> pd.DataFrame:
-    from benchmark import stats
+    from benchmark.reporting import stats
 
     groups = {lv: df.loc[df[factor.name] == lv, response].to_numpy(float) for lv in factor.levels}
     floor = _pooled_floor(list(groups.values()))
@@ -325,7 +325,7 @@ def _one_factor(
 
 def cell_rows(runs: pd.DataFrame, design: designs.AblationSpace) -> list[dict[str, Any]]:
     """Per cell and response: mean with a 95% Student-t CI over seeds (and n)."""
-    from benchmark import stats
+    from benchmark.reporting import stats
 
     names = [f.name for f in design.factors]
     responses = [c for c in runs.columns if c in RESPONSES]
@@ -355,15 +355,10 @@ def write_ablation_report(
 ) -> tuple[Path, Path, pd.DataFrame]:
     """Analyse the stored trials of `data` (a report.StudyData) and write the report into
     `out`; returns (report.md, report.html, the effects of every response)."""
-    from benchmark import figures, stats
-    from benchmark.report import (
-        Document,
-        format_ci,
-        format_p,
-        metric_label,
-        short_name,
-        study_split_note,
-    )
+    from benchmark.reporting import figures, stats
+    from benchmark.reporting.document import Document, format_ci, format_p
+    from benchmark.reporting.labels import metric_label, short_name
+    from benchmark.reporting.load import study_split_note
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -601,7 +596,7 @@ def _conclusions(design: designs.AblationSpace, verdicts: dict[str, dict[str, An
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
     from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
-    from benchmark.stats import TESTS
+    from benchmark.reporting.stats import TESTS
     from benchmark.study import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(
@@ -664,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for bad input)."""
     from benchmark.data import DataError
-    from benchmark.report import ReportError, load_study_data
+    from benchmark.reporting.load import ReportError, load_study_data
     from benchmark.settings import SettingsError
     from benchmark.study import UsageError as StudyUsageError
     from benchmark.tracking import TrackingError

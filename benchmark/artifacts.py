@@ -85,7 +85,7 @@ def payload_files(payload: dict[str, Any]) -> list[str]:
 
 def write_payload(payload: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write a `run_payload`'s files into `out_dir`; returns {kind: path}."""
-    from benchmark import figures
+    from benchmark.reporting import figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -453,7 +453,7 @@ def claim_rows(paper: PaperClaim, runs: Mapping[str, Sequence[SeedRun]]) -> list
     treatment sampling mode: difference (treatment - baseline) with a 95% Welch t CI,
     Welch p, Holm over all rows, noise floor (2 x the pooled seed sd) and a verdict:
     'holds' (stats 'helps'), 'contradicted' ('hurts') or 'inconclusive'."""
-    from benchmark import stats
+    from benchmark.reporting import stats
 
     base_runs, treat_runs = runs[paper.baseline], runs[paper.treatment]
     modes = [("", "buffer")]
@@ -508,7 +508,7 @@ def side_by_side(
     distances: floor (real vs real), floor_sd and ceiling (untrained G, the lowest over the
     sampling modes measured).
     """
-    from benchmark import stats
+    from benchmark.reporting import stats
 
     b, t = paper.baseline, paper.treatment
     rows = []
@@ -612,9 +612,10 @@ def write_outputs(
     distance."""
     import pandas as pd
 
-    from benchmark import figures
     from benchmark.artifacts import json_safe
-    from benchmark.report import Document, format_p, metric_label
+    from benchmark.reporting import figures
+    from benchmark.reporting.document import Document, format_p
+    from benchmark.reporting.labels import metric_label
 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

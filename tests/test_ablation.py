@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from benchmark import ablation, report
+from benchmark import ablation
+from benchmark.reporting import load
 from benchmark.trainables import MixtureParams, RealMixParams
 from studies import ablation as designs
 
@@ -86,7 +87,7 @@ def _mixing_helps_in_buffer_mode_only(levels: dict, seed: int) -> dict:
 def test_known_effect_is_found_and_no_effect_is_inconclusive(tmp_path):
     url = f"sqlite:///{tmp_path / 'syn.db'}"
     _store_design(url, designs.REALMIX, _mixing_helps_in_buffer_mode_only)
-    data = report.load_study_data("syn", url)
+    data = load.load_study_data("syn", url)
     runs, notes = ablation.runs_frame(data, designs.REALMIX)
     assert len(runs) == 8 * 3 and not notes
     assert set(runs.columns) >= {"mixing", "dropout", "betas", "w1", "w1_noise"}
@@ -145,7 +146,7 @@ def test_classifier_metrics_are_analysed_with_their_own_direction(tmp_path):
         }
 
     _store_design(url, designs.REALMIX, responses, name="cls")
-    data = report.load_study_data("cls", url)
+    data = load.load_study_data("cls", url)
     runs, _ = ablation.runs_frame(data, designs.REALMIX)
     assert {"cfid", "classes_covered", "classes_covered_noise"} <= set(runs.columns)
     cfid = ablation.effects_table(runs, designs.REALMIX, "cfid").set_index("effect")
@@ -170,7 +171,7 @@ def test_mixture_one_factor_design_compares_each_measure_with_delta1(tmp_path):
         return {"w1": 1.0 + shift + _noise(levels, seed, 0)}
 
     _store_design(url, designs.MIXTURE, responses, name="mix")
-    data = report.load_study_data("mix", url)
+    data = load.load_study_data("mix", url)
     runs, _ = ablation.runs_frame(data, designs.MIXTURE)
     table = ablation.effects_table(runs, designs.MIXTURE, "w1").set_index("effect")
     assert list(table.index) == [
@@ -188,7 +189,7 @@ def test_mixture_one_factor_design_compares_each_measure_with_delta1(tmp_path):
 def test_cell_short_of_seeds_is_reported_not_guessed(tmp_path):
     url = f"sqlite:///{tmp_path / 'short.db'}"
     _store_design(url, designs.REALMIX, _mixing_helps_in_buffer_mode_only, seeds=1)
-    runs, _ = ablation.runs_frame(report.load_study_data("syn", url), designs.REALMIX)
+    runs, _ = ablation.runs_frame(load.load_study_data("syn", url), designs.REALMIX)
     with pytest.raises(ValueError, match="needs at least 2 seeds"):
         ablation.effects_table(runs, designs.REALMIX, "w1")
 
@@ -230,7 +231,7 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
     # the ablation makes its study's MLflow parent run itself (it used to wait 120 s for one)
     assert "created by another invocation" not in proc.stderr
     name = "realmix-ablation-ring8-e1-s2"
-    study = optuna.load_study(study_name=name, storage=report.open_existing_storage(str(storage)))
+    study = optuna.load_study(study_name=name, storage=load.open_existing_storage(str(storage)))
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(study.trials) == len(complete) == 8
     assert sorted(designs.REALMIX.cell_index(t.params) for t in complete) == list(range(8))

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from benchmark import report, tracking
 from benchmark import study as study_cli
 from benchmark.journal import find_damage
+from benchmark.reporting import load
 
 try:
     from tests._mlflow import fresh_mlflow_uri
@@ -188,7 +189,7 @@ def test_tracking_uri_password_is_masked_everywhere(http_server, here, capsys):
     assert report.main([*argv, "--tracking-uri", secret_uri]) == 0
     markdown = (out_dir / "report.md").read_text()
     assert f"MLflow `{masked}`" in markdown
-    assert report.load_study_data(STUDY, journal, tracking_uri=secret_uri).tracking_uri == masked
+    assert load.load_study_data(STUDY, journal, tracking_uri=secret_uri).tracking_uri == masked
     # without --tracking-uri the report cannot use the masked URI, and says what to pass
     assert report.main(argv) == 0
     assert "pass --tracking-uri with the password" in capsys.readouterr().err

@@ -16,8 +16,10 @@ import pytest
 import torch
 from optuna.distributions import FloatDistribution
 
-from benchmark import report, stats
+from benchmark import report
 from benchmark import study as study_cli
+from benchmark.reporting import load, stats, study_report
+from benchmark.reporting.document import format_ci
 from benchmark.trainables import RealMixParams
 
 try:
@@ -67,9 +69,7 @@ def compare_report(compare_study):
         report.main(["--study", "tiny", "--storage", str(storage), "--out", str(out / "tiny")])
         == 0
     )
-    study = optuna.load_study(
-        study_name="tiny", storage=report.open_existing_storage(str(storage))
-    )
+    study = optuna.load_study(study_name="tiny", storage=load.open_existing_storage(str(storage)))
     return out / "tiny", study
 
 
@@ -99,7 +99,7 @@ def test_summary_rows_are_recomputed_from_the_stored_seeds(compare_report):
         assert float(row["mean"]) == pytest.approx(best.value, rel=1e-12)
         assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((ci.low, ci.high))
         assert int(row["n"]) == 2
-        assert report.format_ci(ci) in markdown
+        assert format_ci(ci) in markdown
         # loss variance comes from MLflow's per-seed metrics; the worker stored their mean
         assert float(rows[(trainable, "g_loss_var")]["mean"]) == pytest.approx(
             best.user_attrs["final"]["g_loss_var"], rel=1e-9
@@ -233,8 +233,8 @@ def test_pareto_study_without_mlflow(tmp_path, capsys):
     assert listed == front and front
     assert "1 pruned trial(s) left out" in markdown
     # importances are normalised shares of the two searched knobs
-    importances = report._param_importances(
-        report.load_study_data("syn", url).complete("realmix")
+    importances = study_report._param_importances(
+        load.load_study_data("syn", url).complete("realmix")
     )[0]
     assert importances is not None
     assert set(importances[0]) == {"p_mix", "alpha"}

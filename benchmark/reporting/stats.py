@@ -32,11 +32,14 @@ from scipy import stats as sps
 
 __all__ = [
     "BANDS",
+    "EFFECT_COLUMNS",
     "NOISE_FLOOR_METHODS",
     "TESTS",
     "Comparison",
     "ExpectedBest",
     "Interval",
+    "Ranked",
+    "against_best",
     "bootstrap_ci",
     "bootstrap_diff_ci",
     "compare",
@@ -44,6 +47,7 @@ __all__ = [
     "factorial_effects",
     "holm",
     "noise_floor",
+    "pooled_noise_floor",
     "t_ci",
     "verdict",
     "welch_ci",
@@ -59,6 +63,10 @@ BANDS = ("order", "bootstrap")
 
 NOISE_FLOOR_METHODS = ("2sd", "ci")
 """Definitions accepted by `noise_floor` (see its docstring)."""
+
+EFFECT_COLUMNS = ("effect", "kind", "estimate", "ci_low", "ci_high", "p", "p_holm", "verdict")
+"""Columns of the effects frames of `factorial_effects` (and of the ablation's one-factor
+comparisons)."""
 
 # Bootstrap draws are processed in chunks so memory stays bounded (about 16 MB of indices).
 _CHUNK_ELEMENTS = 2_000_000
@@ -687,13 +695,9 @@ def noise_floor(
     if arr.ndim == 2:
         if method != "2sd":
             raise ValueError("method='ci' needs 1-D seed_values (one configuration).")
-        rows = [_as_sample(row, f"seed_values[{i}]") for i, row in enumerate(arr)]
-        usable = [row for row in rows if row.size >= 2]
-        if not usable:
-            raise ValueError("seed_values needs at least 2 seeds in some row to measure spread.")
-        dof = sum(row.size - 1 for row in usable)
-        pooled = sum((row.size - 1) * row.var(ddof=1) for row in usable) / dof
-        return 2.0 * math.sqrt(pooled)
+        return pooled_noise_floor(
+            [_as_sample(row, f"seed_values[{i}]") for i, row in enumerate(arr)]
+        )
     values = _as_sample(arr, "seed_values")
     if values.size < 2:
         raise ValueError(
@@ -703,6 +707,72 @@ def noise_floor(
     if method == "2sd":
         return 2.0 * float(values.std(ddof=1))
     return bootstrap_ci(values, n_boot=n_boot, confidence=confidence, seed=seed).half_width
+
+
+def pooled_noise_floor(groups: Sequence[Any]) -> float:
+    """2 x the pooled within-group sd of several configurations' seeds (groups may differ in
+    size): sqrt of the df-weighted mean of the group variances, so differences between the
+    configurations do not inflate it.
+
+    A group with a single value carries no information about seed spread and is left out (it
+    has 0 degrees of freedom). When no group has 2 values the spread is unknown: ValueError,
+    never a floor of 0 (which would say re-seeding moves nothing).
+    """
+    arrays = [np.asarray(g, dtype=float) for g in groups]
+    usable = [g for g in arrays if g.size >= 2]
+    if not usable:
+        sizes = [int(g.size) for g in arrays]
+        raise ValueError(
+            f"a noise floor needs at least 2 seeds in some group to measure seed-to-seed spread "
+            f"(group sizes {sizes}); run more seeds or pass an explicit noise floor."
+        )
+    dof = sum(g.size - 1 for g in usable)
+    return 2.0 * math.sqrt(sum((g.size - 1) * float(g.var(ddof=1)) for g in usable) / dof)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One candidate judged against the best (or a baseline) within a Holm family."""
+
+    comparison: Comparison
+    """The candidate ``b`` against the best ``a``."""
+    p_holm: float | None
+    """Holm-adjusted p over the family; None when the test is undefined."""
+    floor: float | None
+    """The noise floor used; None when the seed spread is unknown."""
+    verdict: Verdict
+    """`verdict` with ``p_holm``; 'inconclusive' when the test or the floor is undefined."""
+
+
+def against_best(
+    best: Any,
+    candidates: Sequence[Any | None],
+    floors: Sequence[float | None],
+    *,
+    alpha: float = 0.05,
+    **compare_kw: Any,
+) -> list[Ranked | None]:
+    """Each candidate's runs against the best's, Holm-corrected as one family, with verdicts.
+
+    ``candidates[i]`` is None when that candidate cannot be compared (too few runs): it stays
+    in the family as p = 1 (so it still costs a comparison) and its entry is None.
+    ``floors[i]`` is the noise floor for that pair. An undefined test (None p) or an unknown
+    floor (None) gives 'inconclusive'. ``compare_kw`` goes to `compare` (test, minimize, ...).
+    """
+    comps = [None if c is None else compare(best, c, **compare_kw) for c in candidates]
+    raw = [1.0 if c is None or c.p_value is None else c.p_value for c in comps]
+    p_holm = holm(raw)
+    out: list[Ranked | None] = []
+    for comp, p, floor in zip(comps, p_holm, floors, strict=True):
+        if comp is None:
+            out.append(None)
+            continue
+        adjusted = None if comp.p_value is None else float(p)
+        decided: Verdict = "inconclusive"
+        if adjusted is not None and floor is not None:
+            decided = verdict(comp, floor, alpha, p_adjusted=adjusted)
+        out.append(Ranked(comp, adjusted, floor, decided))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -867,6 +937,79 @@ def factorial_effects(
         raise ValueError(f"interval must be 't' or 'bootstrap'; got {interval!r}.")
     confidence = _check_confidence(confidence)
     n_boot = _check_n_boot(n_boot)
+    level_of, cell_values = _factorial_cells(df, factors, response, levels)
+    floor = pooled_noise_floor(cell_values) if noise_floor is None else float(noise_floor)
+    _check_floor_alpha(floor, alpha)
+    names, kinds, patterns, contrast = _effect_contrasts(factors, interactions)
+    estimates = np.array([v.mean() for v in cell_values]) @ contrast
+    if interval == "bootstrap":
+        ci_low, ci_high = _bootstrap_effect_ci(cell_values, contrast, confidence, n_boot, seed)
+    else:
+        half = np.array(
+            [_contrast_t_half(contrast[:, e], cell_values, confidence) for e in range(len(names))]
+        )
+        ci_low, ci_high = estimates - half, estimates + half
+    if test == "welch":
+        raw_p = [_contrast_welch_p(contrast[:, e], cell_values) for e in range(len(names))]
+    else:
+        raw_p = [_aligned_mannwhitney_p(pattern, cell_values) for pattern in patterns]
+    out = _effects_frame(names, kinds, estimates, (ci_low, ci_high), raw_p, floor, alpha, minimize)
+    out.attrs.update(
+        noise_floor=floor,
+        alpha=alpha,
+        minimize=minimize,
+        confidence=confidence,
+        test=test,
+        interval=interval,
+        levels={f: level_of[f] for f in factors},
+    )
+    return out
+
+
+def _effects_frame(
+    names: list[str],
+    kinds: list[str],
+    estimates: np.ndarray,
+    ci: tuple[np.ndarray, np.ndarray],
+    raw_p: Sequence[float | None],
+    floor: float,
+    alpha: float,
+    minimize: bool,
+) -> pd.DataFrame:
+    """The effects with Holm over the family (an undefined test counts as p = 1 and shows as
+    NaN) and a verdict each."""
+    ci_low, ci_high = ci
+    p_holm = holm([1.0 if p is None else p for p in raw_p])
+    rows = []
+    for e, name in enumerate(names):
+        p = raw_p[e]
+        excludes_zero = bool(ci_low[e] > 0.0 or ci_high[e] < 0.0)
+        adjusted = None if p is None else float(p_holm[e])
+        rows.append(
+            {
+                "effect": name,
+                "kind": kinds[e],
+                "estimate": float(estimates[e]),
+                "ci_low": float(ci_low[e]),
+                "ci_high": float(ci_high[e]),
+                "p": math.nan if p is None else p,
+                "p_holm": math.nan if adjusted is None else adjusted,
+                "verdict": _decide(
+                    float(estimates[e]), excludes_zero, adjusted, floor, alpha, minimize
+                ),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(EFFECT_COLUMNS))
+
+
+def _factorial_cells(
+    df: pd.DataFrame,
+    factors: list[str],
+    response: str,
+    levels: Mapping[str, tuple[Any, Any]] | None,
+) -> tuple[dict[str, tuple[Any, Any]], list[np.ndarray]]:
+    """(level of each factor, the response's runs in each of the 2^k cells in
+    `itertools.product((0, 1), repeat=k)` order); ValueError for a cell with under 2 runs."""
     if not factors:
         raise ValueError("factors must name at least one column.")
     if len(set(factors)) != len(factors):
@@ -875,15 +1018,12 @@ def factorial_effects(
     if missing:
         raise ValueError(f"columns {missing} not in df; available: {list(df.columns)}.")
     y_all = _as_sample(df[response].to_numpy(), f"df[{response!r}]")
-
     level_of = {f: _factor_levels(df, f, levels) for f in factors}
     # 0/1 coding of every run, shape (runs, k).
     coded = np.column_stack([(df[f] == level_of[f][1]).to_numpy(dtype=int) for f in factors])
-
     k = len(factors)
-    cells = list(itertools.product((0, 1), repeat=k))
     cell_values: list[np.ndarray] = []
-    for cell in cells:
+    for cell in itertools.product((0, 1), repeat=k):
         mask = np.all(coded == np.array(cell), axis=1)
         if mask.sum() < 2:
             desc = ", ".join(f"{f}={level_of[f][c]!r}" for f, c in zip(factors, cell, strict=True))
@@ -892,18 +1032,18 @@ def factorial_effects(
                 "needs at least 2 seeds for a bootstrap CI over runs."
             )
         cell_values.append(y_all[mask])
+    return level_of, cell_values
 
-    if noise_floor is None:
-        floor = 2.0 * math.sqrt(
-            sum((v.size - 1) * v.var(ddof=1) for v in cell_values)
-            / sum(v.size - 1 for v in cell_values)
-        )
-    else:
-        floor = float(noise_floor)
-    _check_floor_alpha(floor, alpha)
 
-    # Each effect is a +/-1 pattern over the cells; its estimate is a contrast of cell means.
-    signs = np.array(cells, dtype=float) * 2.0 - 1.0  # (cells, k) in {-1, +1}
+def _effect_contrasts(
+    factors: list[str], interactions: bool
+) -> tuple[list[str], list[str], list[np.ndarray], np.ndarray]:
+    """Each effect as a +/-1 pattern over the cells; its estimate is a contrast of cell means.
+
+    Returns (names, kinds 'main'/'interaction', patterns, contrast coefficients (cells,
+    effects))."""
+    k = len(factors)
+    signs = np.array(list(itertools.product((0, 1), repeat=k)), dtype=float) * 2.0 - 1.0
     names: list[str] = []
     kinds: list[str] = []
     patterns: list[np.ndarray] = []
@@ -919,72 +1059,31 @@ def factorial_effects(
             kinds.append("interaction")
             patterns.append(signs[:, i] * signs[:, j])
             scales.append(2.0 ** (k - 2))
-    contrast = np.column_stack(patterns) / np.array(scales)  # (cells, effects)
+    return names, kinds, patterns, np.column_stack(patterns) / np.array(scales)
 
-    cell_means = np.array([v.mean() for v in cell_values])
-    estimates = cell_means @ contrast
 
+def _bootstrap_effect_ci(
+    cell_values: Sequence[np.ndarray],
+    contrast: np.ndarray,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap CIs of every effect, resampling runs within each cell.
+
+    Each cell's runs are resampled around its mean with residuals inflated by
+    sqrt(n / (n - 1)) (Davison & Hinkley 1997, "modified residuals"): a plain bootstrap of n
+    runs has variance (n - 1) / n of the true one, which with 2-3 seeds per cell makes 95%
+    intervals cover only 76-85% of the time.
+    """
     a_conf = 1.0 - confidence
-    if interval == "bootstrap":
-        # Resample each cell's runs around its mean with residuals inflated by sqrt(n / (n - 1))
-        # (Davison & Hinkley 1997, "modified residuals"): a plain bootstrap of n runs has
-        # variance (n - 1) / n of the true one, which with 2-3 seeds per cell makes 95%
-        # intervals cover only 76-85% of the time.
-        rng = np.random.default_rng(seed)
-        boot_cols = []
-        for v, m in zip(cell_values, (v.mean() for v in cell_values), strict=True):
-            modified = m + (v - m) * math.sqrt(v.size / (v.size - 1))
-            picks = rng.integers(0, v.size, size=(n_boot, v.size))
-            boot_cols.append(modified[picks].mean(axis=1))
-        boot_effects = np.column_stack(boot_cols) @ contrast
-        ci_low = np.quantile(boot_effects, a_conf / 2.0, axis=0)
-        ci_high = np.quantile(boot_effects, 1.0 - a_conf / 2.0, axis=0)
-    else:
-        half = np.array(
-            [_contrast_t_half(contrast[:, e], cell_values, confidence) for e in range(len(names))]
-        )
-        ci_low, ci_high = estimates - half, estimates + half
-
-    if test == "welch":
-        raw_p = [_contrast_welch_p(contrast[:, e], cell_values) for e in range(len(names))]
-    else:
-        raw_p = [_aligned_mannwhitney_p(pattern, cell_values) for pattern in patterns]
-    p_holm = holm([1.0 if p is None else p for p in raw_p])
-
-    rows = []
-    for e, name in enumerate(names):
-        p = raw_p[e]
-        excludes_zero = bool(ci_low[e] > 0.0 or ci_high[e] < 0.0)
-        rows.append(
-            {
-                "effect": name,
-                "kind": kinds[e],
-                "estimate": float(estimates[e]),
-                "ci_low": float(ci_low[e]),
-                "ci_high": float(ci_high[e]),
-                "p": math.nan if p is None else p,
-                "p_holm": math.nan if p is None else float(p_holm[e]),
-                "verdict": _decide(
-                    float(estimates[e]),
-                    excludes_zero,
-                    None if p is None else float(p_holm[e]),
-                    floor,
-                    alpha,
-                    minimize,
-                ),
-            }
-        )
-    out = pd.DataFrame(
-        rows,
-        columns=["effect", "kind", "estimate", "ci_low", "ci_high", "p", "p_holm", "verdict"],
-    )
-    out.attrs.update(
-        noise_floor=floor,
-        alpha=alpha,
-        minimize=minimize,
-        confidence=confidence,
-        test=test,
-        interval=interval,
-        levels={f: level_of[f] for f in factors},
-    )
-    return out
+    rng = np.random.default_rng(seed)
+    boot_cols = []
+    for v, m in zip(cell_values, (v.mean() for v in cell_values), strict=True):
+        modified = m + (v - m) * math.sqrt(v.size / (v.size - 1))
+        picks = rng.integers(0, v.size, size=(n_boot, v.size))
+        boot_cols.append(modified[picks].mean(axis=1))
+    boot_effects = np.column_stack(boot_cols) @ contrast
+    ci_low = np.quantile(boot_effects, a_conf / 2.0, axis=0)
+    ci_high = np.quantile(boot_effects, 1.0 - a_conf / 2.0, axis=0)
+    return ci_low, ci_high

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark import stats
+from benchmark.reporting import stats
 
 # --------------------------------------------------------------------------------------------
 # bootstrap_ci / bootstrap_diff_ci

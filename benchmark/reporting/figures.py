@@ -9,7 +9,7 @@ optuna or mlflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from benchmark.stats import ExpectedBest
+from benchmark.reporting.stats import ExpectedBest
 
 __all__ = [
     "DPI",
@@ -28,12 +28,14 @@ __all__ = [
     "contour_plot",
     "effects_plot",
     "expected_best_plot",
+    "importance_plot",
     "log_ticks",
     "loss_curves",
     "metric_curves",
     "pareto_plot",
     "sample_grid",
     "slice_plot",
+    "strip_plot",
 ]
 
 DPI = 120
@@ -568,13 +570,7 @@ def slice_plot(
     ax = fig.subplots()
     sc = ax.scatter(x, z, c=order, cmap="viridis", s=24, edgecolors="none")
     fig.colorbar(sc, ax=ax, label=label)
-    if log:
-        ax.set_xscale("log")
-        log_ticks(ax.xaxis)
-    ax.set_xlabel(param_name)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or f"{ylabel} vs {param_name}")
-    ax.grid(alpha=0.3, which="both")
+    _finish_axes(ax, param_name, ylabel, title or f"{ylabel} vs {param_name}", log_x=log)
     return _save(fig, path)
 
 
@@ -620,6 +616,15 @@ def contour_plot(
         ax.scatter(xs[~ok], ys[~ok], marker="x", color="#d62728", s=30, label="failed (no value)")
         ax.legend(fontsize="small")
     fig.colorbar(sc, ax=ax, label=zlabel)
+    title = title or f"{zlabel} over {xlabel} and {ylabel}"
+    _finish_axes(ax, xlabel, ylabel, title, log_x=log_x, log_y=log_y)
+    return _save(fig, path)
+
+
+def _finish_axes(
+    ax: Any, xlabel: str, ylabel: str, title: str, *, log_x: bool = False, log_y: bool = False
+) -> None:
+    """Log axes (with readable ticks), labels, title and a light grid of a scatter figure."""
     if log_x:
         ax.set_xscale("log")
         log_ticks(ax.xaxis)
@@ -628,6 +633,53 @@ def contour_plot(
         log_ticks(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title or f"{zlabel} over {xlabel} and {ylabel}")
+    ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
+
+
+def importance_plot(importances: Mapping[str, float], path: Path, *, title: str) -> Path:
+    """Horizontal bars of normalised parameter importances, largest on top."""
+    names = list(importances)[::-1]
+    # as large as the report's other figures (it used to be a short strip, tiny on the page)
+    fig = _new_figure(7.0, max(4.5, 1.2 + 0.5 * len(names)))
+    ax = fig.subplots()
+    ax.barh(names, [importances[n] for n in names], color="#4c72b0")
+    ax.set_xlabel("importance (share of explained objective variance)")
+    ax.set_xlim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def strip_plot(
+    categories: Sequence[Any],
+    values: Sequence[float],
+    path: Path,
+    *,
+    param: str,
+    ylabel: str,
+    title: str | None = None,
+) -> Path:
+    """Objective per value of a categorical knob: one jittered point per trial, a bar at the
+    median."""
+    labels = [str(c) for c in categories]
+    order = list(dict.fromkeys(sorted(set(labels), key=labels.index)))
+    fig = _new_figure(6.0, 4.2)
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(order):
+        ys = np.array([v for c, v in zip(labels, values, strict=True) if c == label])
+        xs = i + rng.uniform(-0.12, 0.12, size=ys.size)
+        ax.scatter(xs, ys, s=26, alpha=0.75, color="#4c72b0", edgecolors="none")
+        ax.plot([i - 0.25, i + 0.25], [np.median(ys)] * 2, color="#c44e52", linewidth=2)
+        ax.annotate(
+            f"n={ys.size}", (i, 1.0), xycoords=("data", "axes fraction"), ha="center",
+            va="bottom", fontsize="x-small",
+        )  # fmt: skip
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order)
+    ax.set_xlabel(param)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title or f'{ylabel} by {param}'} (red: median)", pad=16)
+    ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)

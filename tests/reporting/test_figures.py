@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from benchmark import figures, stats
+from benchmark.reporting import figures, stats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
