@@ -16,6 +16,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 
 from benchmark import ablation
+from benchmark.reporting import ablation as ablation_report
 from benchmark.reporting import load
 from benchmark.trainables import MixtureParams, RealMixParams
 from studies import ablation as designs
@@ -88,11 +89,11 @@ def test_known_effect_is_found_and_no_effect_is_inconclusive(tmp_path):
     url = f"sqlite:///{tmp_path / 'syn.db'}"
     _store_design(url, designs.REALMIX, _mixing_helps_in_buffer_mode_only)
     data = load.load_study_data("syn", url)
-    runs, notes = ablation.runs_frame(data, designs.REALMIX)
+    runs, notes = ablation_report.runs_frame(data, designs.REALMIX)
     assert len(runs) == 8 * 3 and not notes
     assert set(runs.columns) >= {"mixing", "dropout", "betas", "w1", "w1_noise"}
 
-    w1 = ablation.effects_table(runs, designs.REALMIX, "w1").set_index("effect")
+    w1 = ablation_report.effects_table(runs, designs.REALMIX, "w1").set_index("effect")
     assert list(w1.index) == [
         "mixing",
         "dropout",
@@ -110,10 +111,12 @@ def test_known_effect_is_found_and_no_effect_is_inconclusive(tmp_path):
     assert (w1.drop(index="mixing")["verdict"] == "inconclusive").all()
     assert (w1["p_holm"] >= w1["p"]).all()
 
-    noise = ablation.effects_table(runs, designs.REALMIX, "w1_noise")
+    noise = ablation_report.effects_table(runs, designs.REALMIX, "w1_noise")
     assert (noise["verdict"] == "inconclusive").all()
 
-    md, page, effects = ablation.write_ablation_report(data, designs.REALMIX, tmp_path / "out")
+    md, page, effects = ablation_report.write_ablation_report(
+        data, designs.REALMIX, tmp_path / "out"
+    )
     assert set(effects["response"]) == {"w1", "w1_noise"}
     text = md.read_text()
     assert "**mixing** on W1: helps" in text
@@ -147,17 +150,17 @@ def test_classifier_metrics_are_analysed_with_their_own_direction(tmp_path):
 
     _store_design(url, designs.REALMIX, responses, name="cls")
     data = load.load_study_data("cls", url)
-    runs, _ = ablation.runs_frame(data, designs.REALMIX)
+    runs, _ = ablation_report.runs_frame(data, designs.REALMIX)
     assert {"cfid", "classes_covered", "classes_covered_noise"} <= set(runs.columns)
-    cfid = ablation.effects_table(runs, designs.REALMIX, "cfid").set_index("effect")
+    cfid = ablation_report.effects_table(runs, designs.REALMIX, "cfid").set_index("effect")
     assert cfid.loc["mixing", "verdict"] == "helps" and cfid.attrs["minimize"]
-    covered = ablation.effects_table(runs, designs.REALMIX, "classes_covered")
+    covered = ablation_report.effects_table(runs, designs.REALMIX, "classes_covered")
     covered = covered.set_index("effect")
     # more classes is better: a positive effect helps
     assert covered.attrs["minimize"] is False
     assert covered.loc["mixing", "estimate"] == pytest.approx(3.0, abs=0.2)
     assert covered.loc["mixing", "verdict"] == "helps"
-    _, _, effects = ablation.write_ablation_report(data, designs.REALMIX, tmp_path / "out")
+    _, _, effects = ablation_report.write_ablation_report(data, designs.REALMIX, tmp_path / "out")
     assert set(effects["response"]) == {"w1", "cfid", "classes_covered", "classes_covered_noise"}
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["effects"]["classes_covered"]["higher_is_better"] is True
@@ -172,8 +175,8 @@ def test_mixture_one_factor_design_compares_each_measure_with_delta1(tmp_path):
 
     _store_design(url, designs.MIXTURE, responses, name="mix")
     data = load.load_study_data("mix", url)
-    runs, _ = ablation.runs_frame(data, designs.MIXTURE)
-    table = ablation.effects_table(runs, designs.MIXTURE, "w1").set_index("effect")
+    runs, _ = ablation_report.runs_frame(data, designs.MIXTURE)
+    table = ablation_report.effects_table(runs, designs.MIXTURE, "w1").set_index("effect")
     assert list(table.index) == [
         "uniform vs delta1",
         "beta(5,1) vs delta1",
@@ -189,9 +192,9 @@ def test_mixture_one_factor_design_compares_each_measure_with_delta1(tmp_path):
 def test_cell_short_of_seeds_is_reported_not_guessed(tmp_path):
     url = f"sqlite:///{tmp_path / 'short.db'}"
     _store_design(url, designs.REALMIX, _mixing_helps_in_buffer_mode_only, seeds=1)
-    runs, _ = ablation.runs_frame(load.load_study_data("syn", url), designs.REALMIX)
+    runs, _ = ablation_report.runs_frame(load.load_study_data("syn", url), designs.REALMIX)
     with pytest.raises(ValueError, match="needs at least 2 seeds"):
-        ablation.effects_table(runs, designs.REALMIX, "w1")
+        ablation_report.effects_table(runs, designs.REALMIX, "w1")
 
 
 def test_failed_cell_is_enqueued_again_and_nothing_else(tmp_path):
