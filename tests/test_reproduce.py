@@ -1,12 +1,12 @@
-"""benchmark.reproduce: the scale and claim logic on known numbers, and a tiny real run of
-the RealMixGAN paper comparison on the MNIST split in ../shared/data."""
+"""benchmark.reproduce: a tiny real run of the RealMixGAN paper comparison on the MNIST split in
+../shared/data, side-by-side seeds, checkpoints (the scale and claim logic on known numbers is
+tests/reporting/test_reproduce_report.py)."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -16,75 +16,12 @@ import numpy as np
 import pytest
 
 from benchmark import reproduce
-from benchmark.reproduce import REALMIX_PAPER, SeedRun
+from benchmark.reporting.claims import DISTANCES
+from benchmark.reporting.document import num
+from benchmark.reproduce import REALMIX_PAPER
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _runs(trainable: str, finals: dict[str, list[float]]) -> list[SeedRun]:
-    n = len(next(iter(finals.values())))
-    return [
-        SeedRun(
-            trainable=trainable,
-            seed=s,
-            status="finished",
-            final={k: v[s] for k, v in finals.items()},
-            history=[],
-            g_losses=np.zeros(1),
-            d_losses=np.zeros(1),
-            samples={},
-            seconds=0.0,
-        )  # fmt: skip
-        for s in range(n)
-    ]
-
-
-def _around(center: float, sd: float, n: int = 4, salt: int = 0) -> list[float]:
-    return list(center + sd * np.random.default_rng(salt).standard_normal(n))
-
-
-def test_scale_and_claim_on_known_numbers():
-    gan = _runs("gan", {
-        "w1": _around(9.0, 0.05, salt=1), "sliced_w2": _around(0.2, 0.004, salt=2),
-        "pixel_w1": _around(0.030, 0.001, salt=3),
-    })  # fmt: skip
-    realmix = _runs("realmix", {
-        "w1": _around(9.0, 0.05, salt=4), "sliced_w2": _around(0.2, 0.004, salt=5),
-        "pixel_w1": _around(0.015, 0.001, salt=6), "w1_noise": _around(9.0, 0.05, salt=7),
-        "sliced_w2_noise": _around(0.2, 0.004, salt=8),
-        "pixel_w1_noise": _around(0.030, 0.001, salt=9),
-    })  # fmt: skip
-    runs = {"gan": gan, "realmix": realmix}
-    scale = reproduce.scale_match(REALMIX_PAPER, runs)
-    assert scale.distance == scale.closest == "pixel_w1"
-    expected = np.mean(
-        [
-            math.log10(np.mean([r.final["pixel_w1"] for r in gan]) / 0.0290),
-            math.log10(np.mean([r.final["pixel_w1"] for r in realmix]) / 0.0137),
-        ]
-    )
-    assert scale.orders["pixel_w1"] == pytest.approx(expected)
-    assert scale.orders["w1"] > 2.0  # exact W1 in pixel space is orders of magnitude larger
-
-    claims = {(c["distance"], c["mode"]): c for c in reproduce.claim_rows(REALMIX_PAPER, runs)}
-    assert len(claims) == 6
-    assert claims[("pixel_w1", "buffer")]["verdict"] == "holds"
-    assert claims[("pixel_w1", "buffer")]["diff"] == pytest.approx(
-        np.mean([r.final["pixel_w1"] for r in realmix])
-        - np.mean([r.final["pixel_w1"] for r in gan])
-    )
-    assert claims[("pixel_w1", "noise")]["verdict"] == "inconclusive"
-    assert claims[("w1", "buffer")]["verdict"] == "inconclusive"
-    assert all(c["p_holm"] >= c["p"] for c in claims.values())
-
-
-def test_no_distance_on_the_paper_scale_is_said_so():
-    big = {"w1": [9.0, 9.1], "sliced_w2": [5.0, 5.1], "pixel_w1": [3.0, 3.1]}
-    scale = reproduce.scale_match(REALMIX_PAPER, {"gan": _runs("gan", big),
-                                                  "realmix": _runs("realmix", big)})  # fmt: skip
-    assert scale.distance is None and scale.closest == "pixel_w1"
-    assert "no measured distance is within" in reproduce._scale_text(REALMIX_PAPER, scale)
 
 
 def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
@@ -115,7 +52,7 @@ def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
         columns.append(("realmix_noise", "realmix", quantity + "_noise"))
         for name, trainable, key in columns:
             # distances: each seed's mean over its evaluation sets; losses: the last epoch
-            field = "evaluated" if quantity in reproduce.DISTANCES else "final"
+            field = "evaluated" if quantity in DISTANCES else "final"
             seeds = [r[field][key] for r in results["runs"][trainable] if key in r[field]]
             if not seeds:
                 assert row.get(f"{name}_mean") in ("", None), (quantity, name)
@@ -165,7 +102,7 @@ def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
         assert float(table[quantity]["floor"]) == direct.floor[quantity]
         assert 0 < direct.floor[quantity] < direct.ceiling_of(quantity)
         # the floor and ceiling are printed and shown beside every distance in the report
-        assert f"{reproduce._num(direct.floor[quantity])} / " in markdown
+        assert f"{num(direct.floor[quantity])} / " in markdown
     assert "real-vs-real floor" in markdown and "floor" in proc.stdout
     assert "untrained" in proc.stdout
     # the paper's 0.0290 / 0.0137 against the floors, in words computed from them

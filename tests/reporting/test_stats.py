@@ -337,6 +337,36 @@ def test_noise_floor_definitions():
         stats.noise_floor([1.0])
 
 
+def test_pooled_noise_floor_closed_form_and_scarce_seeds():
+    # variances 2 (1 df) and 8 (1 df), plus a 3-seed group [0, 3, 6] (variance 9, 2 df):
+    # pooled (2 + 8 + 2 * 9) / 4 = 7; a lone seed carries no spread and is left out
+    groups = [[1.0, 3.0], [10.0, 14.0], [0.0, 3.0, 6.0], [100.0]]
+    assert stats.pooled_noise_floor(groups) == pytest.approx(2 * math.sqrt(7.0))
+    # one group with spread and one single seed: the floor is that group's own 2 sd
+    assert stats.pooled_noise_floor([[8.0, 9.0, 10.0], [3.0]]) == pytest.approx(2.0)
+    # no group with 2 seeds: the spread is unknown, never a floor of 0
+    with pytest.raises(ValueError, match="at least 2 seeds in some group"):
+        stats.pooled_noise_floor([[1.0], [2.0]])
+    # the 2-D form of noise_floor and factorial_effects' default floor are this one
+    assert stats.noise_floor([[1.0, 3.0], [10.0, 14.0]]) == stats.pooled_noise_floor(
+        [[1.0, 3.0], [10.0, 14.0]]
+    )
+
+
+def test_against_best_holm_family_includes_candidates_too_short_to_compare():
+    best = np.array([1.0, 1.1, 0.9, 1.0])
+    worse = best + 5.0
+    same = best + np.array([0.01, -0.01, 0.02, -0.02])
+    out = stats.against_best(best, [worse, None, same], [0.2, 0.2, 0.2])
+    assert out[1] is None
+    raw = [stats.compare(best, worse).p_value, 1.0, stats.compare(best, same).p_value]
+    holm = stats.holm(raw)
+    assert out[0].p_holm == pytest.approx(holm[0]) and out[2].p_holm == pytest.approx(holm[2])
+    assert out[0].verdict == "hurts" and out[2].verdict == "inconclusive"
+    # an unknown floor never yields a verdict
+    assert stats.against_best(best, [worse], [None])[0].verdict == "inconclusive"
+
+
 # --------------------------------------------------------------------------------------------
 # factorial_effects
 # --------------------------------------------------------------------------------------------
