@@ -35,6 +35,8 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
+from benchmark.study import DEFAULT_STORAGE
 from studies import ablation as designs
 
 __all__ = ["DEFAULT_OUT", "DESIGNS", "enqueue_missing", "main"]
@@ -152,9 +154,7 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
     from benchmark.reporting.stats import TESTS  # here: scipy is slow to import for --help
-    from benchmark.study import DEFAULT_STORAGE
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.ablation",

