@@ -379,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; 0 when every run finished, 1 when some diverged, 2 for bad input."""
+    # imported here, not at the top: the data and runner modules pull in torch, which
+    # `--help` should not wait for
     from benchmark.data import DATASETS, DataError
     from benchmark.runner import load_data, resolve_device
     from benchmark.settings import Settings, SettingsError
