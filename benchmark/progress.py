@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["Progress", "StudyProgress", "TrialSteps", "format_seconds", "pareto_front"]
+__all__ = ["Progress", "StudyProgress", "TrialSteps", "format_seconds"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -142,7 +142,7 @@ class StudyProgress:
 
     def _best(self, complete: list[Any]) -> str:
         if self.objective == "pareto":
-            return f"pareto front {len(pareto_front(complete))}" if complete else "none complete"
+            return f"pareto front {len(self.study.best_trials)}" if complete else "none complete"
         if not complete:
             return "no best yet"
         name = METRIC_NAMES.get(self.best_metric, self.best_metric)
@@ -200,16 +200,3 @@ class StudyProgress:
             self.stream.write("\n")
             self.stream.flush()
             self.open_line = False
-
-
-def pareto_front(trials: list[Any]) -> list[Any]:
-    """The trials no other trial dominates (all objectives minimised)."""
-    front = []
-    for t in trials:
-        if not any(
-            all(o <= v for o, v in zip(u.values, t.values))
-            and any(o < v for o, v in zip(u.values, t.values))
-            for u in trials
-        ):
-            front.append(t)
-    return front

@@ -695,7 +695,6 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     from optuna.trial import TrialState
 
     from benchmark.artifacts import json_safe
-    from benchmark.progress import pareto_front
     from benchmark.tracking import environment_tags
     from benchmark.worker import OBJECTIVE_METRICS, budget_counts, mask_url
 
@@ -703,7 +702,8 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     names = OBJECTIVE_METRICS[plan.objective]
     if plan.objective == "pareto":
-        best = sorted(pareto_front(complete), key=lambda t: t.values[0])
+        # Optuna's front; ties in the first objective in trial order, as before
+        best = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
     else:
         best = [min(complete, key=lambda t: t.value)] if complete else []
     doc = {
