@@ -434,7 +434,7 @@ def write_ablation_report(
             c = next(c for c in mine if c["response"] == response)
             row.append(_ci_text(c, stats, format_ci))
         table.append(row)
-    from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+    from benchmark.metrics.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
 
     scale, why = reference_for_settings(s, [design.TRAINABLE])
     if scale is not None:

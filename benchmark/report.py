@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.metrics.labels import LABELS
+
 __all__ = [
     "DEFAULT_OUT",
     "CONTOUR_PAIRS",
@@ -108,14 +110,8 @@ class ReportError(ValueError):
 
 def metric_label(key: str) -> str:
     """What a metric key means, e.g. 'w1_noise' -> 'exact W1 (...), noise sampling mode'."""
-    from benchmark.metrics import METRIC_LABELS
-
     base, noise = (key[: -len("_noise")], True) if key.endswith("_noise") else (key, False)
-    text = METRIC_LABELS.get(base) or LOSS_LABELS.get(base)
-    if text is None:  # benchmark.evaluate pulls in the classifier: import it only when needed
-        from benchmark.evaluate import EXTRA_METRIC_LABELS
-
-        text = EXTRA_METRIC_LABELS.get(base, base)
+    text = LABELS[base].label if base in LABELS else LOSS_LABELS.get(base, base)
     if noise:
         text += "; RealMix noise sampling mode (no real image reaches G)"
     return text
@@ -854,7 +850,7 @@ def _reference_rows(
 ) -> str:
     """Append the real-vs-real floor and untrained-G rows under `metrics` columns (after a
     label and `lead` empty cells); the caption sentence that explains them."""
-    from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+    from benchmark.metrics.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
 
     scale, why = reference_for_settings(data.settings, data.trainables())
     if scale is None:
@@ -873,7 +869,7 @@ def _reference_rows(
 
 def _scale_sentence(data: StudyData, metric: str) -> str:
     """' For scale: real-vs-real floor X, untrained G Y.' when `metric` is a distance."""
-    from benchmark.reference import DISTANCES, reference_for_settings, scale_text
+    from benchmark.metrics.reference import DISTANCES, reference_for_settings, scale_text
 
     base = metric.removesuffix("_noise")
     if base not in DISTANCES:

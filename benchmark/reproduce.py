@@ -368,7 +368,7 @@ def _evaluate(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Member `index`'s final distances over EVAL_DRAWS evaluation sets of its own (seeds
     derived from the member's seed, so no two seeds share one), and their sd."""
-    from benchmark.reference import eval_spread, resampled_distances
+    from benchmark.metrics.reference import eval_spread, resampled_distances
 
     member_seed = settings.seed_list()[index]
     draws = [10_000 + 100 * member_seed + r for r in range(EVAL_DRAWS)]
@@ -1118,7 +1118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
 
     try:
         runs = run_experiment(

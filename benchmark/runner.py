@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import metrics
 from benchmark.data import Dataset, load_dataset
-from benchmark.divergence import DivergenceRule, rule_for
-from benchmark.evaluate import extra_metrics
+from benchmark.metrics.divergence import DivergenceRule, rule_for
+from benchmark.metrics.losses import loss_variance, oscillation
+from benchmark.metrics.scoring import score
 from benchmark.progress import Progress
 from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import EpochResult, Trainable
@@ -138,10 +138,10 @@ def score_members(
             {
                 "g_loss": float(np.mean(g)),
                 "d_loss": float(np.mean(d)),
-                "g_loss_var": metrics.loss_variance(g),
-                "d_loss_var": metrics.loss_variance(d),
-                "oscillation_g": metrics.oscillation(g),
-                "oscillation_d": metrics.oscillation(d),
+                "g_loss_var": loss_variance(g),
+                "d_loss_var": loss_variance(d),
+                "oscillation_g": oscillation(g),
+                "oscillation_d": oscillation(d),
                 "seconds": result.seconds,
             }
         )
@@ -150,20 +150,8 @@ def score_members(
         samples = trainable.sample(n_eval, mode, seed=seed)
         suffix = "" if k == 0 else f"_{mode}"
         chosen = samples[torch.as_tensor(picked, device=samples.device)]
-        finite = torch.isfinite(chosen).flatten(1).all(dim=1).tolist()
-        rows = [row for row in range(len(picked)) if finite[row]]
-        if not rows:
-            continue
-        # Sliced W2 and pixel W1 of every scored member in one batch on the samples' device;
-        # the exact W1 member by member (POT, CPU).
-        if len(rows) < len(picked):
-            chosen = chosen[torch.as_tensor(rows, device=samples.device)]
-        dists = metrics.distances_batch(
-            chosen, data.heldout, n=n_eval, seed=seed, exact=[exact_of[r] for r in rows]
-        )
-        for row, dist in zip(rows, dists):
-            if extra_of[row]:
-                dist.update(extra_metrics(samples[picked[row]], data, n=n_eval))
+        scored = score(chosen, data, n=n_eval, seed=seed, exact=exact_of, extra=extra_of)
+        for row, dist in enumerate(scored):
             out[row].update({f"{key}{suffix}": v for key, v in dist.items()})
     return out
 
