@@ -20,6 +20,7 @@ once per (dataset, split, n, draws) and cached in a small JSON file
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -77,16 +78,7 @@ class ReferenceScale:
     an untrained generator's samples."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "split_note": self.split_note,
-            "n": self.n,
-            "n_floor": self.n_floor,
-            "draws": self.draws,
-            "floor": self.floor,
-            "floor_sd": self.floor_sd,
-            "ceiling": self.ceiling,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ReferenceScale:
