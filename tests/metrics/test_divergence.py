@@ -22,6 +22,8 @@ from benchmark.metrics.divergence import (
     rule_for,
 )
 from benchmark.metrics.wasserstein import sliced_wasserstein
+from benchmark.runner import train_run
+from benchmark.settings import Settings
 from benchmark.tracking import connect
 
 try:
@@ -120,9 +122,6 @@ def test_a_finite_blow_up_is_pruned_as_diverged_and_never_the_best(
 
 def test_the_paper_defaults_on_real_mnist_do_not_diverge(mnist_small):
     """The rule on real training: two epochs of each variant's defaults on MNIST digits."""
-    from benchmark.runner import train_run
-    from benchmark.settings import Settings
-
     settings = Settings(epochs=2, dataset="mnist", n_eval=100, device="cpu")
     for variant in ("gan", "realmix", "mixture"):
         result = train_run(
