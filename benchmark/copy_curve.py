@@ -1,4 +1,4 @@
-"""python -m benchmark.copy_curve: the measured detection limit of `evaluation.copy_detection`.
+"""python -m benchmark.copy_curve: the measured detection limit of `copying.copy_detection`.
 
     python -m benchmark.copy_curve --data-dir ../shared/data
 
@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import evaluation as ev
+from benchmark.data import DataError
+from benchmark.metrics import copying as ev
+from benchmark.runner import load_data
+from benchmark.settings import Settings
 
 __all__ = ["BACKGROUNDS", "copy_curve", "main"]
 
@@ -85,10 +88,8 @@ def copy_curve(
         for _ in range(draws):
             order = rng.permutation(n_held)
             ref, fresh = order[:m], order[m : 2 * m]
-            d_held = pre["heldout"][0][torch.as_tensor(ref)]
-            held_lab = pre["heldout"][1][torch.as_tensor(ref)]
-            held_cell = pre["heldout"][2][torch.as_tensor(ref)]
-            threshold = float(torch.quantile(d_held, percentile / 100.0))
+            held = tuple(t[torch.as_tensor(ref)] for t in pre["heldout"])
+            threshold = float(torch.quantile(held[0], percentile / 100.0))
             take_c = rng.choice(2 * m, size=c, replace=False)
             for background in BACKGROUNDS:
                 pool = {"faithful": "heldout"}.get(background, background)
@@ -97,33 +98,9 @@ def copy_curve(
                 else:
                     take_b = rng.choice(fresh, size=m - c, replace=False)
                 parts = [(pre["copies"], take_c), (pre[pool], take_b)]
-                d, lab, cell = (
-                    torch.cat([p[k][torch.as_tensor(i, dtype=torch.long)] for p, i in parts])
-                    for k in range(3)
-                )
-                close = int((d < threshold).sum())
-                excess = ev.copy_excess_z(close, m, m, percentile)
-                zu = ev.z_u(d, d_held)
-                c_t, _ = ev.c_t_from(lab, cell, held_lab, held_cell, cells, 20)
-                found[background].append(
-                    {"z_u": zu, "c_t": c_t, "excess_z": excess, "copy_fraction": close / m,
-                     "verdict": ev.copy_verdict(zu, c_t, excess)}
-                )  # fmt: skip
+                found[background].append(_verdict(parts, held, threshold, cells, percentile))
         for background, stats in found.items():
-            verdicts = [s["verdict"] for s in stats]
-            curves[background].append(
-                {
-                    "share": share,
-                    "copies": c,
-                    "copying": verdicts.count("copying") / draws,
-                    "underfitting": verdicts.count("underfitting") / draws,
-                    "no_copying": verdicts.count("no copying detected") / draws,
-                    "median_z_u": float(np.median([s["z_u"] for s in stats])),
-                    "median_c_t": float(np.median([s["c_t"] for s in stats if s["c_t"]])),
-                    "median_excess_z": float(np.median([s["excess_z"] for s in stats])),
-                    "draws": stats,
-                }
-            )
+            curves[background].append(_row(share, c, stats))
     return {
         "m_generated": m,
         "n_heldout": m,
@@ -145,6 +122,48 @@ def copy_curve(
     }
 
 
+Precomputed = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""Per candidate sample: NN distance to train, k-means cell, NN distance within the cell."""
+
+
+def _verdict(
+    parts: Sequence[tuple[Precomputed, np.ndarray]],
+    held: Precomputed,
+    threshold: float,
+    cells: int,
+    percentile: float,
+) -> dict[str, Any]:
+    """Every statistic and the verdict of one mixture: the samples `parts` pick (pool, index)
+    against the reference held-out samples `held`, as `copy_detection` computes them."""
+    m = sum(len(i) for _, i in parts)
+    d, lab, cell = (
+        torch.cat([p[k][torch.as_tensor(i, dtype=torch.long)] for p, i in parts]) for k in range(3)
+    )
+    close = int((d < threshold).sum())
+    excess = ev.copy_excess_z(close, m, int(held[0].shape[0]), percentile)
+    zu = ev.z_u(d, held[0])
+    c_t, _ = ev.c_t_from(lab, cell, held[1], held[2], cells, 20)
+    return {"z_u": zu, "c_t": c_t, "excess_z": excess, "copy_fraction": close / m,
+            "verdict": ev.copy_verdict(zu, c_t, excess)}  # fmt: skip
+
+
+def _row(share: float, copies: int, stats: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One point of a background's curve: the share of each verdict over the draws."""
+    verdicts = [s["verdict"] for s in stats]
+    draws = len(stats)
+    return {
+        "share": share,
+        "copies": copies,
+        "copying": verdicts.count("copying") / draws,
+        "underfitting": verdicts.count("underfitting") / draws,
+        "no_copying": verdicts.count("no copying detected") / draws,
+        "median_z_u": float(np.median([s["z_u"] for s in stats])),
+        "median_c_t": float(np.median([s["c_t"] for s in stats if s["c_t"]])),
+        "median_excess_z": float(np.median([s["excess_z"] for s in stats])),
+        "draws": list(stats),
+    }
+
+
 def _limit(rows: Sequence[dict[str, Any]]) -> float | None:
     """The smallest share from which every larger share is called 'copying' in >= 95% of
     draws; None when no share reaches it."""
@@ -157,6 +176,7 @@ def _limit(rows: Sequence[dict[str, Any]]) -> float | None:
 
 
 def _figure(curve: dict[str, Any], path: Path) -> Path:
+    # matplotlib only for the figure, and the Agg backend must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,10 +203,6 @@ def _figure(curve: dict[str, Any], path: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; 2 for bad input."""
-    from benchmark.data import DataError
-    from benchmark.runner import load_data
-    from benchmark.settings import Settings
-
     p = argparse.ArgumentParser(
         prog="python -m benchmark.copy_curve",
         description="Measure copy detection's verdict against the share of copied digits.",

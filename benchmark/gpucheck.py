@@ -4,8 +4,8 @@
 module, which, within a time budget (default 8 minutes in all):
 
 1. runs the CUDA tests (tests/test_cuda.py, and every test that skips without a GPU:
-   test_data, test_evaluation, test_metrics, test_population_study: `CUDA_TESTS`), the
-   population equivalence and random-stream tests on CUDA among them;
+   test_data, metrics/test_copying, metrics/test_wasserstein, test_population_study:
+   `CUDA_TESTS`), the population equivalence and random-stream tests on CUDA among them;
 2. runs `python -m benchmark.perf` for RealMix at P = 1, 16, 64, 256 against the naive loop,
    extrapolated to 60,000-sample epochs, and its `--count-ops` table on the GPU;
 3. writes results/benchmarks/perf-<gpu>.md and .json (perf's report) and gpucheck.md (what
@@ -34,8 +34,8 @@ __all__ = ["Step", "main", "plan"]
 CUDA_TESTS = (
     "tests/test_cuda.py",
     "tests/test_data.py::test_tensors_land_on_the_requested_device",
-    "tests/test_evaluation.py::test_nearest_neighbours_on_cuda_matches_cpu",
-    "tests/test_metrics.py::test_distances_exact_false_omits_w1_and_accepts_tensors",
+    "tests/metrics/test_copying.py::test_nearest_neighbours_on_cuda_matches_cpu",
+    "tests/metrics/test_wasserstein.py::test_distances_exact_false_omits_w1_and_accepts_tensors",
     "tests/test_population_study.py::test_auto_population_fits_on_the_gpu",
 )
 """Every test that needs (or also covers) a CUDA GPU."""

@@ -27,7 +27,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmark.divergence import rule_for
+from benchmark.metrics.divergence import rule_for
 from benchmark.runner import MemberRun, score_members
 from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, refill

@@ -311,7 +311,7 @@ def _evaluate(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Member `index`'s final distances over EVAL_DRAWS evaluation sets of its own (seeds
     derived from the member's seed, so no two seeds share one), and their sd."""
-    from benchmark.reference import eval_spread, resampled_distances
+    from benchmark.metrics.reference import eval_spread, resampled_distances
 
     member_seed = settings.seed_list()[index]
     draws = [10_000 + 100 * member_seed + r for r in range(EVAL_DRAWS)]
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # here, after training has been set up: matplotlib, scipy and the reference's torch code
     # would slow down `--help` and argument errors
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
     from benchmark.reporting.reproduce import paper_vs_floor, print_summary, write_outputs
 
     try:

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import metrics
 from benchmark.data import Dataset, load_dataset
-from benchmark.divergence import DivergenceRule, rule_for
-from benchmark.evaluate import extra_metrics
+from benchmark.metrics.divergence import DivergenceRule, rule_for
+from benchmark.metrics.losses import loss_variance, oscillation
+from benchmark.metrics.scoring import score
 from benchmark.progress import Progress
 from benchmark.settings import Settings, SettingsError
 from benchmark.trainable import EpochResult, Trainable
@@ -138,10 +138,10 @@ def score_members(
             {
                 "g_loss": float(np.mean(g)),
                 "d_loss": float(np.mean(d)),
-                "g_loss_var": metrics.loss_variance(g),
-                "d_loss_var": metrics.loss_variance(d),
-                "oscillation_g": metrics.oscillation(g),
-                "oscillation_d": metrics.oscillation(d),
+                "g_loss_var": loss_variance(g),
+                "d_loss_var": loss_variance(d),
+                "oscillation_g": oscillation(g),
+                "oscillation_d": oscillation(d),
                 "seconds": result.seconds,
             }
         )
@@ -150,20 +150,8 @@ def score_members(
         samples = trainable.sample(n_eval, mode, seed=seed)
         suffix = "" if k == 0 else f"_{mode}"
         chosen = samples[torch.as_tensor(picked, device=samples.device)]
-        finite = torch.isfinite(chosen).flatten(1).all(dim=1).tolist()
-        rows = [row for row in range(len(picked)) if finite[row]]
-        if not rows:
-            continue
-        # Sliced W2 and pixel W1 of every scored member in one batch on the samples' device;
-        # the exact W1 member by member (POT, CPU).
-        if len(rows) < len(picked):
-            chosen = chosen[torch.as_tensor(rows, device=samples.device)]
-        dists = metrics.distances_batch(
-            chosen, data.heldout, n=n_eval, seed=seed, exact=[exact_of[r] for r in rows]
-        )
-        for row, dist in zip(rows, dists):
-            if extra_of[row]:
-                dist.update(extra_metrics(samples[picked[row]], data, n=n_eval))
+        scored = score(chosen, data, n=n_eval, seed=seed, exact=exact_of, extra=extra_of)
+        for row, dist in enumerate(scored):
             out[row].update({f"{key}{suffix}": v for key, v in dist.items()})
     return out
 
@@ -195,7 +183,7 @@ class MemberRun:
     ) -> None:
         self.settings = settings
         self.rule = rule if rule is not None else DivergenceRule()
-        """When the run has diverged (benchmark.divergence; `rule_for(data)` adds the check of
+        """When the run has diverged (benchmark.metrics.divergence; `rule_for(data)` adds the check of
         the samples' scale against the data's)."""
         self.run = RunResult(variant, params.to_dict(), seed, "finished", split_note=split_note)
         self.epoch = 0
@@ -223,7 +211,7 @@ class MemberRun:
 
     def add_epoch(self, result: EpochResult, index: int) -> bool:
         """Record member `index`'s losses of one epoch; True when they are not finite or have
-        exploded (the run is then 'diverged', see benchmark.divergence)."""
+        exploded (the run is then 'diverged', see benchmark.metrics.divergence)."""
         self.epoch += 1
         g, d = result.g_losses[index], result.d_losses[index]
         self._g.append(g)
@@ -237,7 +225,7 @@ class MemberRun:
     def add_scores(self, scores: dict[str, float]) -> bool:
         """Record the scores of the epoch just trained; True when its samples were not finite
         (`score_members` then leaves the distances out) or far off the data's scale (the run
-        is then 'diverged', see benchmark.divergence)."""
+        is then 'diverged', see benchmark.metrics.divergence)."""
         scores["epoch"] = float(self.epoch)
         self.run.history.append(scores)
         reason = self.rule.scores(scores, self.epoch)
@@ -276,7 +264,7 @@ def train_run(
 
     `on_epoch(epoch, metrics)` is called after every scored epoch; returning True stops the
     run (status 'stopped'). A run that diverges (non-finite or exploding losses, samples far
-    off the data's scale: benchmark.divergence) ends with status 'diverged'.
+    off the data's scale: benchmark.metrics.divergence) ends with status 'diverged'.
     """
     typed = params_class(variant).from_mapping(params)
     trainable = build(

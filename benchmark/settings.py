@@ -39,7 +39,7 @@ class Settings:
     exact_every_epoch: bool = False
     """Exact W1 at every scored epoch; False: only at the last, sliced W2 for the rest."""
     extra_metrics: bool = False
-    """Also score copying and class/mode coverage (benchmark.evaluate) at the last epoch."""
+    """Also score copying and class/mode coverage (benchmark.metrics.scoring) at the last epoch."""
     device: str = "auto"
     """auto, cpu, cuda or cuda:N."""
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -33,7 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.bookkeeping import ENGINE_PARTS
+from benchmark.bookkeeping import BOOKKEEPING_FILE_ENV, ENGINE_PARTS
+from benchmark.perf.machine import cpu_name, load_average, publish, usable_cpus
+from benchmark.settings import Settings
 
 __all__ = ["ThroughputReport", "engine_seconds", "main", "measure", "render_markdown"]
 
@@ -124,6 +125,8 @@ def engine_seconds(configs: Sequence[dict[str, Any]], settings: Any, population:
     """Seconds the engine alone takes to train and score `configs` (dicts with 'trainable'
     and 'params'), `population` at a time, every member for `settings.epochs`, scored as the
     worker scores (every scored epoch; exact W1 at the last)."""
+    # Imported here, not at the top: torch, the trainables and optuna take seconds to import,
+    # and `--help` and the usage errors (exit 2) must not wait for them.
     import torch
 
     from benchmark.runner import load_data, resolve_device, score_members
@@ -173,14 +176,8 @@ def engine_seconds(configs: Sequence[dict[str, Any]], settings: Any, population:
     return time.perf_counter() - start
 
 
-def _load_average() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 def _device(device: str) -> dict[str, Any]:
+    # torch and the runner only once the arguments are checked (see engine_seconds)
     import torch
 
     from benchmark.runner import resolve_device
@@ -188,15 +185,7 @@ def _device(device: str) -> dict[str, Any]:
     resolved = resolve_device(device)
     if resolved.type == "cuda":
         return {"type": "cuda", "name": torch.cuda.get_device_properties(resolved).name}
-    name = platform.processor() or platform.machine() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"type": "cpu", "name": name, "cpus": len(os.sched_getaffinity(0))}
+    return {"type": "cpu", "name": cpu_name(), "cpus": usable_cpus()}
 
 
 def device_slug(device: dict[str, Any]) -> str:
@@ -210,11 +199,9 @@ def _study_round(
     command: list[str], folder: Path, log: Any
 ) -> tuple[float, dict[str, Any], list[dict[str, Any]], Any]:
     """Run the study command in `folder`; (process seconds, clock, configs, settings)."""
+    # optuna only once the arguments are checked (see engine_seconds)
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    from benchmark.bookkeeping import BOOKKEEPING_FILE_ENV
-    from benchmark.settings import Settings
 
     command = [*command, "--storage", str(folder / "optuna.journal")]
     command += ["--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"]
@@ -263,7 +250,7 @@ def measure(
         command += ["--data-dir", str(Path(data_dir).absolute())]
     for item in settings:
         command += ["--setting", item]
-    load_before = _load_average()
+    load_before = load_average()
     log(f"study: {' '.join(command[1:])} (storage and MLflow store in a temporary folder)")
     done: list[Round] = []
     run_settings = None
@@ -278,7 +265,7 @@ def measure(
         command=command[1:],
         device=_device(run_settings.device),
         load_average_before=load_before,
-        load_average_after=_load_average(),
+        load_average_after=load_average(),
         trials=trials,
         population=population,
         epochs=epochs,
@@ -356,17 +343,6 @@ def render_markdown(report: ThroughputReport) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: ThroughputReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write throughput-<device>.md and .json into `out_dir`; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"throughput-{device_slug(report.device)}"
-    md, js = out / f"{stem}.md", out / f"{stem}.json"
-    md.write_text(render_markdown(report))
-    js.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    return md, js
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.throughput",
@@ -405,22 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     settings = args.setting or ["n_eval=500"]
     try:
-        report = measure(
-            space=args.space,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            trials=args.trials,
-            population=args.population,
-            epochs=args.epochs,
-            settings=settings,
-            rounds=args.rounds,
-        )
+        flags = ("space", "dataset", "data_dir", "trials", "population", "epochs", "rounds")
+        report = measure(settings=settings, **{name: getattr(args, name) for name in flags})
     except RuntimeError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
-    md, js = write_report(report, args.out)
-    print(render_markdown(report))
-    print(f"wrote {md} and {js}")
+    publish(args.out, f"throughput-{device_slug(report.device)}", render_markdown(report),
+            report.to_dict())  # fmt: skip
     return 0
 
 

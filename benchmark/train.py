@@ -117,7 +117,7 @@ def _print_reference(
 ) -> None:
     """Two rows under the table: the real-vs-real floor and an untrained G's score of every
     distance column, on the same split and n (cached after the first run)."""
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
 
     scale = reference_scale(
         data, settings.n_eval, trainables=(trainable,), batch_size=settings.batch_size

@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from benchmark import ablation, gpucheck, perf, report, reproduce, study, train
+from benchmark import ablation, gpucheck, report, reproduce, study, train
+from benchmark.perf import cli as perf
 
 CLIS = {
     "study": (study.main, study.build_parser, ["--space", "gan", "--dataset", "ring8"]),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark import perf
 from benchmark.nets import KAT, MemberRNG, check_philox, philox4x32
+from benchmark.perf.ops import ops_per_iteration
 from benchmark.trainables import build
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -65,6 +65,6 @@ def test_cuda_population_matches_members_alone(name, mnist_small):
 
 def test_cuda_ops_per_iteration_do_not_grow(ring8):
     for variant in ("gan", "realmix", "mixture"):
-        one = perf.ops_per_iteration(variant, 1, ring8, device=CUDA, batch_size=32)
-        many = perf.ops_per_iteration(variant, 64, ring8, device=CUDA, batch_size=32)
+        one = ops_per_iteration(variant, 1, ring8, device=CUDA, batch_size=32)
+        many = ops_per_iteration(variant, 64, ring8, device=CUDA, batch_size=32)
         assert many <= 1.10 * one, (variant, one, many)

@@ -1,4 +1,4 @@
-"""Populations train like separate runs; `python -m benchmark.perf` writes its table.
+"""Populations train like separate runs.
 
 Member i of a population of P must give the same per-step losses and samples as a population
 of one built with member i's params and seed. On CPU this holds bit for bit (`nets.member_matmul`
@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark import perf
 from benchmark.data import Dataset
 from benchmark.trainable import ParamError
 from benchmark.trainables import build, params_class, refill
@@ -191,103 +188,6 @@ def test_refill_refuses_another_shape(tiny):
     pop = build("gan", [{}, {}], tiny, seeds=[1, 2], batch_size=BATCH)
     with pytest.raises(ParamError, match="z_dim .* must be equal across a population"):
         refill(pop, 0, {"z_dim": 64}, 3)
-
-
-# --------------------------------------------------------------------------------------------
-# python -m benchmark.perf (a behaviour test of the command; timings are never asserted)
-# --------------------------------------------------------------------------------------------
-
-
-def test_iteration_cost_counts_every_pass():
-    """2*B*in*out per forward matmul, x3 with the backward: 1 G pass and 3 D passes."""
-    g = 884 * 256 + 256 * 512 + 512 * 1024 + 1024 * 784
-    d = 784 * 1024 + 1024 * 512 + 512 * 256 + 256 * 1
-    cost = perf.iteration_cost("realmix", params_class("realmix")(), 784, 128)
-    assert cost.flop == 3 * 2 * 128 * (g + 3 * d)
-    params = (g + 256 + 512 + 1024 + 784) + (d + 1024 + 512 + 256 + 1)
-    assert cost.bytes > perf.ADAM_BYTES_PER_PARAM * params
-    # a minimax Mixture GAN also runs D on the real mixture in the G step; D sees t as well
-    d_t = d + 1024
-    minimax = params_class("mixture")(g_loss="minimax")
-    g_z = 100 * 256 + 256 * 512 + 512 * 1024 + 1024 * 784
-    assert perf.iteration_cost("mixture", minimax, 784, 64).flop == 3 * 2 * 64 * (g_z + 4 * d_t)
-
-
-@pytest.mark.parametrize("name", sorted(MEMBERS))
-def test_naive_baseline_matches_mixbench_architecture(name, tiny):
-    naive = perf.NaiveTrial(
-        name, params_class(name)(), tiny, seed=0, device=torch.device("cpu"), batch_size=BATCH
-    )
-    pop = build(name, [{}], tiny, seeds=[0], batch_size=BATCH)
-    for ours, theirs in ((naive.G, pop.core.G), (naive.D, pop.core.D)):
-        assert sum(p.numel() for p in ours.parameters()) == sum(
-            p[0].numel() for p in theirs.parameters()
-        )
-    rate = params_class(name)().dropout_g
-    dropouts = [m.p for m in naive.G if isinstance(m, torch.nn.Dropout)]
-    assert dropouts == ([rate] * 3 if rate > 0 else [])
-    for _ in range(4):  # more than one epoch of 3 batches: the loader reshuffles
-        naive.step()
-    assert len(naive.log) == 4 and np.isfinite(naive.log).all()
-
-
-def test_perf_cli_writes_one_row_per_contender(tmp_path, capsys):
-    args = "--trainable realmix --dataset ring8 --populations 1,2 --steps 2 --rounds 1"
-    args += " --warmup 0 --n-eval 50 --threads 2 --workers 2 --device cpu"
-    assert perf.main([*args.split(), "--out-dir", str(tmp_path)]) == 0
-    (md,) = tmp_path.glob("perf-*.md")
-    (js,) = tmp_path.glob("perf-*.json")
-    report = json.loads(js.read_text())
-    rows = report["rows"]
-    assert [r["contender"] for r in rows] == [
-        "naive",
-        "naive (2 workers)",
-        "mixbench P=1",
-        "mixbench P=2",
-        "mixbench P=2 (2 workers x 1)",
-    ]
-    assert [(r["population"], r["workers"], r["torch_threads"]) for r in rows] == [
-        (1, 1, 2),
-        (2, 2, 1),
-        (1, 1, 2),
-        (2, 1, 2),
-        (2, 2, 1),
-    ]
-    for row in rows:
-        for key in ("iters_per_s", "s_per_epoch_per_trial", "trials_per_hour", "ratio", "gflops"):
-            assert math.isfinite(row[key]) and row[key] > 0, (row["contender"], key)
-        assert 0 < row["scoring_share"] < 1 and row["roofline_fraction"] > 0
-        # trials/hour follows from the per-epoch time and the measured scoring cost
-        trial_s = report["settings"]["target_epochs"] * row["s_per_epoch_per_trial"]
-        expected = 3600 / (trial_s + report["scoring"]["per_trial_s"])
-        assert row["trials_per_hour"] == pytest.approx(expected, rel=1e-9)
-    assert rows[0]["ratio"] == 1.0
-    assert rows[3]["ratio"] == pytest.approx(
-        rows[3]["trials_per_hour"] / rows[0]["trials_per_hour"]
-    )
-    assert report["threads"] == 2 and report["device"]["type"] == "cpu"
-    assert report["steps_per_epoch"] == 8000 // 128  # ring8's generated training split
-    assert "measured in-run" in report["peak"]["how"]
-    text = md.read_text()
-    assert f"torch {torch.__version__}" in text and "EXTRAPOLATED" in text
-    table = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(table) == 2 + len(rows)  # header, separator, one line per contender
-    assert "mixbench P=2 (2 workers x 1)" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    "argv, message",
-    [
-        (["--populations", "1,0"], "--populations 1,0 is invalid"),
-        (["--populations", "4,x"], "--populations '4,x' is invalid"),
-        (["--threads", "3", "--workers", "2", "--device", "cpu"], "--workers 2 must divide"),
-        (["--trainable", "wgan"], "--trainable 'wgan' is unknown"),
-    ],
-)
-def test_perf_cli_rejects_bad_settings(argv, message, tmp_path, capsys):
-    assert perf.main([*argv, "--dataset", "ring8", "--out-dir", str(tmp_path)]) == 2
-    assert message in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
 
 
 def test_mixture_minimax_pass_draws_only_for_minimax_members(tiny):

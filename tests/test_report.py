@@ -114,7 +114,7 @@ def test_summary_rows_are_recomputed_from_the_stored_seeds(compare_report):
 
 def test_floor_and_ceiling_rows_beside_the_distances(compare_report, tmp_path):
     from benchmark.data import load_dataset
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
 
     out, study = compare_report
     markdown = (out / "report.md").read_text()

@@ -90,7 +90,7 @@ def test_tiny_paper_reproduction_on_real_mnist(tmp_path, shared_data_dir):
             assert cell["mean"] == pytest.approx(float(table[quantity][f"{name}_mean"]))
     import torch
 
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
     from benchmark.runner import load_data
     from benchmark.settings import Settings
 
@@ -253,7 +253,7 @@ def test_reference_cache_is_not_reused_after_the_random_streams_change(
 ):
     """The untrained-G ceiling depends on the random streams: a ceiling cached with another
     generator (before issue 12's Philox streams) must be measured again, not reused."""
-    from benchmark import reference
+    from benchmark.metrics import reference
 
     first = reference.reference_scale(ring8, 50, trainables=("gan",), draws=1, cache=tmp_path)
     assert len(list(tmp_path.glob("*.json"))) == 1

@@ -21,8 +21,9 @@ import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from benchmark import ablation, gpucheck, perf, report, reproduce, train
+from benchmark import ablation, gpucheck, report, reproduce, train
 from benchmark import study as study_cli
+from benchmark.perf import cli as perf
 from benchmark.progress import StudyProgress, TrialSteps
 from benchmark.tracking import connect
 

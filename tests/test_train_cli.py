@@ -59,7 +59,7 @@ def test_gan_on_ring8(tmp_path):
     assert (tmp_path / "g" / "samples.png").read_bytes().startswith(PNG)
     # the floor and the untrained-G ceiling are printed under the distance columns
     from benchmark.data import load_dataset
-    from benchmark.reference import reference_scale
+    from benchmark.metrics.reference import reference_scale
 
     data = load_dataset("ring8", train_size=512, batch_size=128)
     direct = reference_scale(data, 200, trainables=("gan",), cache=False)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from benchmark.metrics import pixel_wasserstein
+from benchmark.metrics.wasserstein import pixel_wasserstein
 from benchmark.trainable import ParamError, Trainable
 from benchmark.trainables import VARIANTS, build, params_class
 from benchmark.trainables.mixture import MixtureGAN, MixtureParams, t_quantiles

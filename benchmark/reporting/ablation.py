@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.artifacts import json_safe
-from benchmark.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
+from benchmark.metrics.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
 from benchmark.reporting import figures, stats
 from benchmark.reporting.document import Document, format_ci, format_p
 from benchmark.reporting.labels import metric_label, short_name

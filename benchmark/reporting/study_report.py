@@ -23,7 +23,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from benchmark.data import load_dataset
-from benchmark.reference import (
+from benchmark.metrics.reference import (
     DISTANCES,
     REFERENCE_NOTE,
     reference_for_settings,

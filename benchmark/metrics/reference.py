@@ -6,7 +6,7 @@ as a run give it a scale:
 - the **floor**: the distance between two independent sets of n real held-out images (the
   score a perfect generator would get, since its n samples are as far from the held-out
   subsample as other real images are). Set B is exactly the held-out subsample a run is
-  scored against (`metrics.subsample_indices(..., stream=1)`); set A is n other held-out
+  scored against (`wasserstein.subsample_indices(..., stream=1)`); set A is n other held-out
   images (disjoint from B). When the held-out split has fewer than 2n images, A has what is
   left and ``n_floor`` says so.
 - the **ceiling**: the distance of a freshly initialised generator's samples (default params,
@@ -20,6 +20,7 @@ once per (dataset, split, n, draws) and cached in a small JSON file
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -31,9 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark import metrics
-from benchmark.data import Dataset, cache_dir
+from benchmark.data import Dataset, cache_dir, load_dataset
+from benchmark.metrics.wasserstein import distances, subsample_indices
 from benchmark.nets import MemberRNG
+from benchmark.settings import Settings
+from benchmark.trainables import VARIANTS, build, params_class
 
 __all__ = [
     "DISTANCES",
@@ -75,16 +78,7 @@ class ReferenceScale:
     an untrained generator's samples."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "dataset": self.dataset,
-            "split_note": self.split_note,
-            "n": self.n,
-            "n_floor": self.n_floor,
-            "draws": self.draws,
-            "floor": self.floor,
-            "floor_sd": self.floor_sd,
-            "ceiling": self.ceiling,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ReferenceScale:
@@ -113,9 +107,9 @@ def resampled_distances(
     seeds: Sequence[int],
     exact: bool = True,
 ) -> list[dict[str, float]]:
-    """`metrics.distances` of one set of samples against several evaluation draws: draw s uses
+    """`distances` of one set of samples against several evaluation draws: draw s uses
     seed s for the held-out subsample, the generated subsample and the projections."""
-    return [metrics.distances(generated, heldout, n=n, seed=int(s), exact=exact) for s in seeds]
+    return [distances(generated, heldout, n=n, seed=int(s), exact=exact) for s in seeds]
 
 
 def eval_spread(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -131,7 +125,7 @@ def eval_spread(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
 
 def _floor_sets(total: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(A, B): B is the run's held-out subsample under `seed`; A is up to n others."""
-    b = metrics.subsample_indices(total, n, seed, 1)
+    b = subsample_indices(total, n, seed, 1)
     rest = np.setdiff1d(np.arange(total), b)
     rng = np.random.default_rng([int(seed), 2])
     a = np.sort(rng.choice(rest, size=min(n, rest.size), replace=False))
@@ -163,7 +157,7 @@ def _measure(
             )
         set_a = held[torch.as_tensor(a, device=held.device)]
         set_b = held[torch.as_tensor(b, device=held.device)]
-        row = metrics.distances(set_a, set_b, n=None, seed=s, exact=True)
+        row = distances(set_a, set_b, n=None, seed=s, exact=True)
         floor_rows.append(row)
     floor = {k: _mean(floor_rows, k) for k in DISTANCES}
     floor_sd = {k: float(np.std([r[k] for r in floor_rows], ddof=1)) if draws > 1 else 0.0
@@ -175,7 +169,7 @@ def _measure(
             rows = []
             for s in range(draws):
                 samples = untrained.sample(n_eff, mode, seed=s)[0]
-                rows.append(metrics.distances(samples, held, n=n_eff, seed=s, exact=True))
+                rows.append(distances(samples, held, n=n_eff, seed=s, exact=True))
             key = name if k == 0 else f"{name}_{mode}"
             ceiling[key] = {d: _mean(rows, d) for d in DISTANCES}
     return ReferenceScale(
@@ -223,8 +217,6 @@ def reference_scale(
     `cache`: True (default) uses ``CACHE/reference/``, a Path uses that folder, False
     measures afresh. A cache file that cannot be read or written is ignored (measured again).
     """
-    from benchmark.trainables import build, params_class
-
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     folder = (cache_dir() / "reference") if cache is True else (cache or None)
@@ -280,10 +272,6 @@ def reference_for_settings(
     data_dir, heldout_size, train_size, n_eval) on the CPU: (scale, None), or (None, why not)
     when the data cannot be loaded here without a download (the report then says so instead
     of a floor)."""
-    from benchmark.data import load_dataset
-    from benchmark.settings import Settings
-    from benchmark.trainables import VARIANTS
-
     known = {"dataset", "data_dir", "heldout_size", "train_size", "n_eval", "batch_size"}
     try:
         s = Settings(**{k: v for k, v in settings.items() if k in known})

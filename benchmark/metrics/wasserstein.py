@@ -1,4 +1,4 @@
-"""Distances between generated and held-out samples, and loss-stability scores.
+"""Wasserstein distances between generated and held-out samples (POT and closed forms).
 
 Every distance here is meant to be measured on the held-out split (`Dataset.heldout`), never on
 the training images. Functions take plain tensors (any device) or numpy arrays and return plain
@@ -7,7 +7,7 @@ floats; nothing here imports optuna, mlflow or a trainable.
 - `wasserstein1`: exact Wasserstein-1 with a Euclidean ground cost (POT `emd2` on `ot.dist`).
 - `sliced_wasserstein`: sliced Wasserstein-p (SW2 by default) with a fixed projection seed.
 - `pixel_wasserstein`: 1-D Wasserstein-1 between the flattened pixel-value distributions.
-- `loss_variance`, `oscillation`: how noisy / how see-sawing a run's per-step losses are.
+- `distances`, `distances_batch`: all three on the deterministic subsamples a run is scored on.
 """
 
 from __future__ import annotations
@@ -19,18 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 import ot
 import ot.sliced
-import scipy.signal
 import scipy.stats
 import torch
 
+from benchmark.metrics.checks import same_dim
+
 __all__ = [
-    "METRIC_LABELS",
     "WResult",
     "distances",
     "distances_batch",
-    "ema",
-    "loss_variance",
-    "oscillation",
     "pixel_wasserstein",
     "sliced_wasserstein",
     "subsample_indices",
@@ -38,16 +35,6 @@ __all__ = [
 ]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
-
-METRIC_LABELS: dict[str, str] = {
-    "w1": "exact W1 (Euclidean ground cost, POT emd2)",
-    "sliced_w2": "sliced W2 (random 1-D projections with a fixed seed, POT "
-    "sliced_wasserstein_distance, p=2)",
-    "pixel_w1": "pixel-value W1 (1-D W1 between flattened value distributions, scipy)",
-    "w1_converged": "1.0 if the exact W1 solver reached optimality within num_itermax, else "
-    "0.0 (w1 is then NaN)",
-}
-"""Human-readable label for every key `distances` returns, so reports say W1 vs W2 explicitly."""
 
 _POT_ITERMAX_TEXT = "numItermax reached"
 
@@ -91,10 +78,7 @@ def _to_numpy(x: ArrayLike, name: str, *, check_finite: bool = True) -> np.ndarr
 
 def _pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     xa, ya = _to_numpy(x, "x"), _to_numpy(y, "y")
-    if xa.shape[1] != ya.shape[1]:
-        raise ValueError(
-            f"x and y must have the same feature dimension, got {xa.shape[1]} and {ya.shape[1]}"
-        )
+    same_dim(xa.shape[1], ya.shape[1], "x", "y")
     return xa, ya
 
 
@@ -205,6 +189,43 @@ def _length(x: ArrayLike) -> int:
     return int(x.shape[0]) if hasattr(x, "shape") else len(x)
 
 
+def _check_n(n: int | None) -> None:
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1 (or None for all samples), got {n}")
+
+
+def _scored_heldout(heldout: ArrayLike, n: int | None, seed: int, dim: int) -> np.ndarray:
+    """The held-out subsample a run is scored against (stream 1 of `seed`), checked against
+    the generated samples' feature dimension `dim`; a broken held-out split raises."""
+    held = _take(heldout, subsample_indices(_length(heldout), n, seed, 1), "heldout")
+    same_dim(dim, held.shape[1], "generated", "heldout")
+    if not np.isfinite(held).all():
+        raise ValueError("heldout contains NaN or inf; the held-out split itself is broken")
+    return held
+
+
+def _diverged(exact: bool) -> dict[str, float]:
+    """Every distance NaN, with a UserWarning at the caller of `distances(_batch)`: a diverged
+    generator is an outcome of the search, not a bug, so it is scored NaN, loudly."""
+    warnings.warn(
+        "generated samples contain NaN or inf (diverged generator?); every distance is NaN",
+        UserWarning,
+        stacklevel=3,
+    )
+    nan = float("nan")
+    failed = {"w1": nan, "w1_converged": 0.0} if exact else {}
+    return failed | {"sliced_w2": nan, "pixel_w1": nan}
+
+
+def _exact_w1(gen: np.ndarray, held: np.ndarray, num_itermax: int) -> dict[str, float]:
+    """{"w1", "w1_converged"}; w1 is NaN when the solver stopped before optimality."""
+    w1 = wasserstein1(gen, held, num_itermax=num_itermax)
+    return {
+        "w1": w1.value if w1.converged else float("nan"),
+        "w1_converged": 1.0 if w1.converged else 0.0,
+    }
+
+
 def distances(
     generated: ArrayLike,
     heldout: ArrayLike,
@@ -222,35 +243,15 @@ def distances(
     omitted when `exact` is False. When the exact solver stops before optimality, "w1" is NaN
     (with "w1_converged" 0.0 and a UserWarning) rather than a wrong number. Non-finite
     generated samples (a diverged generator) give NaN for every distance, with a UserWarning;
-    a non-finite held-out split raises ValueError. See
-    `METRIC_LABELS` for what each key means.
+    a non-finite held-out split raises ValueError. See `benchmark.metrics.labels.LABELS` for
+    what each key means.
     """
-    if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1 (or None for all samples), got {n}")
+    _check_n(n)
     gen = _take(generated, subsample_indices(_length(generated), n, seed, 0), "generated")
-    held = _take(heldout, subsample_indices(_length(heldout), n, seed, 1), "heldout")
-    if gen.shape[1] != held.shape[1]:
-        raise ValueError(
-            f"generated and heldout must have the same feature dimension, got {gen.shape[1]} "
-            f"and {held.shape[1]}"
-        )
-    if not np.isfinite(held).all():
-        raise ValueError("heldout contains NaN or inf; the held-out split itself is broken")
+    held = _scored_heldout(heldout, n, seed, gen.shape[1])
     if not np.isfinite(gen).all():
-        # a diverged generator is an outcome of the search, not a bug: score it NaN, loudly
-        warnings.warn(
-            "generated samples contain NaN or inf (diverged generator?); every distance is NaN",
-            UserWarning,
-            stacklevel=2,
-        )
-        nan = float("nan")
-        failed = {"w1": nan, "w1_converged": 0.0} if exact else {}
-        return failed | {"sliced_w2": nan, "pixel_w1": nan}
-    out: dict[str, float] = {}
-    if exact:
-        w1 = wasserstein1(gen, held, num_itermax=num_itermax)
-        out["w1"] = w1.value if w1.converged else float("nan")
-        out["w1_converged"] = 1.0 if w1.converged else 0.0
+        return _diverged(exact)
+    out = _exact_w1(gen, held, num_itermax) if exact else {}
     out["sliced_w2"] = sliced_wasserstein(gen, held, n_projections=n_projections, seed=seed, p=2)
     out["pixel_w1"] = pixel_wasserstein(gen, held)
     return out
@@ -269,7 +270,7 @@ def sliced_and_pixel_batch(
     mean squared gap between the sorted projections, pixel W1 the mean absolute gap between
     the sorted pixel values. The results differ from the one-member functions only in the
     order of float64 summation (POT integrates its quantile functions; measured relative
-    differences below 1e-13, tests/test_metrics.py).
+    differences below 1e-13, tests/metrics/test_wasserstein.py).
     """
     if generated.dim() != 3 or heldout.dim() != 2 or generated.shape[1:] != heldout.shape:
         raise ValueError(
@@ -313,21 +314,13 @@ def distances_batch(
     """
     if not isinstance(generated, torch.Tensor) or generated.dim() != 3:
         raise ValueError("generated must be a (P, N, D) tensor of every member's samples")
-    if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1 (or None for all samples), got {n}")
+    _check_n(n)
     p = generated.shape[0]
     flags = [bool(exact)] * p if isinstance(exact, bool) else [bool(e) for e in exact]
     if len(flags) != p:
         raise ValueError(f"exact: {len(flags)} flags for {p} members")
     gen_idx = subsample_indices(generated.shape[1], n, seed, 0)
-    held = _take(heldout, subsample_indices(_length(heldout), n, seed, 1), "heldout")
-    if generated.shape[2] != held.shape[1]:
-        raise ValueError(
-            f"generated and heldout must have the same feature dimension, got "
-            f"{generated.shape[2]} and {held.shape[1]}"
-        )
-    if not np.isfinite(held).all():
-        raise ValueError("heldout contains NaN or inf; the held-out split itself is broken")
+    held = _scored_heldout(heldout, n, seed, generated.shape[2])
     gen = generated.detach()[:, torch.as_tensor(gen_idx, device=generated.device)]
     finite = torch.isfinite(gen).flatten(1).all(dim=1).tolist()
     out: list[dict[str, float]] = [{} for _ in range(p)]
@@ -344,26 +337,12 @@ def distances_batch(
                 out[i] = {"sliced_w2": float(sliced[k]), "pixel_w1": float(pixel[k])}
     for i in range(p):
         if not finite[i]:
-            warnings.warn(
-                "generated samples contain NaN or inf (diverged generator?); every distance "
-                "is NaN",
-                UserWarning,
-                stacklevel=2,
-            )
-            nan = float("nan")
-            failed = {"w1": nan, "w1_converged": 0.0} if flags[i] else {}
-            out[i] = failed | {"sliced_w2": nan, "pixel_w1": nan}
+            out[i] = _diverged(flags[i])
             continue
         member = (
             _to_numpy(gen[i], "generated", check_finite=False) if flags[i] or not out[i] else None
         )
-        first: dict[str, float] = {}
-        if flags[i]:
-            w1 = wasserstein1(member, held, num_itermax=num_itermax)
-            first = {
-                "w1": w1.value if w1.converged else float("nan"),
-                "w1_converged": 1.0 if w1.converged else 0.0,
-            }
+        first = _exact_w1(member, held, num_itermax) if flags[i] else {}
         if not out[i]:
             out[i] = {
                 "sliced_w2": sliced_wasserstein(
@@ -373,70 +352,3 @@ def distances_batch(
             }
         out[i] = first | out[i]
     return out
-
-
-def _losses_1d(losses: ArrayLike, name: str = "losses") -> np.ndarray:
-    if isinstance(losses, torch.Tensor):
-        arr = losses.detach().to("cpu", torch.float64).numpy()
-    else:
-        arr = np.asarray(losses, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(
-            f"{name} must be a 1-D series of per-step losses, got shape {tuple(arr.shape)}; "
-            "for an EpochResult pass one member's row, e.g. result.g_losses[i]"
-        )
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty; pass at least one per-step loss")
-    return arr
-
-
-def loss_variance(losses: ArrayLike, window: int | None = None) -> float:
-    """Population variance (ddof=0, as `np.var`) of the last `window` per-step losses.
-
-    `window=None` uses every value given; the harness passes one epoch's losses. Non-finite
-    losses (a diverged run) give NaN rather than an error, so the caller can decide.
-    """
-    arr = _losses_1d(losses)
-    if window is not None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1 (or None for all steps), got {window}")
-        arr = arr[-int(window) :]
-    return float(np.var(arr))
-
-
-def ema(losses: ArrayLike, *, span: float = 10.0) -> np.ndarray:
-    """Exponential moving average with alpha = 2 / (span + 1), started at the first value."""
-    if not span >= 1.0:
-        raise ValueError(f"span must be >= 1 (1 means no smoothing), got {span}")
-    arr = _losses_1d(losses)
-    alpha = 2.0 / (float(span) + 1.0)
-    smoothed, _ = scipy.signal.lfilter(
-        [alpha], [1.0, alpha - 1.0], arr, zi=[(1.0 - alpha) * arr[0]]
-    )
-    return smoothed
-
-
-def oscillation(losses: ArrayLike, *, span: float = 10.0) -> float:
-    """Back-and-forth movement of the EMA-smoothed losses, in loss units per step.
-
-    Definition: with e = EMA(losses, span) (alpha = 2 / (span + 1), e_0 = losses_0),
-
-        oscillation = mean_t |e_t - e_{t-1}|  -  |e_T - e_0| / T
-
-    i.e. the smoothed series' total variation minus its net drift, per step. Why this one:
-    - smoothing first removes the per-minibatch noise that `loss_variance` already measures,
-      keeping slower swings (the D/G see-saw of an unstable GAN);
-    - subtracting the net drift makes any monotone curve score exactly 0 (a constant, a line,
-      or a smoothly decaying loss), whereas deviation-from-EMA or the plain mean absolute EMA
-      step would charge a steadily decreasing loss for its trend;
-    - an EMA of a monotone series is itself monotone, so those zeros are exact.
-    Fewer than two values give 0.0.
-    """
-    smoothed = ema(losses, span=span)
-    if smoothed.size < 2:
-        return 0.0
-    steps = np.diff(smoothed)
-    excess = np.abs(steps).sum() - abs(smoothed[-1] - smoothed[0])
-    # the two sums agree to rounding for monotone input; do not report rounding as movement
-    tol = 64 * np.finfo(np.float64).eps * max(1.0, np.abs(steps).sum())
-    return float(max(excess, 0.0) / steps.size) if excess > tol else 0.0

@@ -30,6 +30,9 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from benchmark.data import IMAGE_DATASETS, Dataset
+from benchmark.metrics.checks import same_dim
+
 __all__ = [
     "CACHE_ENV",
     "DEFAULT_EPOCHS",
@@ -40,6 +43,7 @@ __all__ = [
     "DigitCNN",
     "class_histogram",
     "class_metrics",
+    "classifier_for",
     "classes_covered",
     "default_cache_dir",
     "frechet_distance",
@@ -427,11 +431,7 @@ def frechet_distance(feat_a: ArrayLike, feat_b: ArrayLike, eps: float = 1e-6) ->
     """
     a = _as_float64(feat_a, "feat_a")
     b = _as_float64(feat_b, "feat_b")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(
-            f"feat_a and feat_b must have the same feature dimension, got {a.shape[1]} "
-            f"and {b.shape[1]}"
-        )
+    same_dim(a.shape[1], b.shape[1], "feat_a", "feat_b")
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError(
             f"frechet_distance needs at least 2 samples per set to fit a covariance, got "
@@ -502,11 +502,7 @@ def prdc(
     """
     real = torch.from_numpy(_as_float64(real_feat, "real_feat"))
     fake = torch.from_numpy(_as_float64(fake_feat, "fake_feat"))
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"real_feat and fake_feat must have the same feature dimension, got "
-            f"{real.shape[1]} and {fake.shape[1]}"
-        )
+    same_dim(real.shape[1], fake.shape[1], "real_feat", "fake_feat")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if real.shape[0] <= k or fake.shape[0] <= k:
@@ -558,3 +554,32 @@ def class_metrics(
     out["mode_kl"] = mode_coverage_kl(pred)
     out["classes_covered"] = float(classes_covered(pred, min_share=min_share))
     return out
+
+
+_CLASSIFIERS: dict[tuple, Classifier] = {}
+
+
+def classifier_for(data: Dataset) -> Classifier | None:
+    """The cached digit classifier of an image dataset with labels; None otherwise."""
+    if data.name not in IMAGE_DATASETS or data.train_labels is None:
+        return None
+    if data.heldout_labels is None:
+        return None
+    key = (
+        data.name,
+        data.source,
+        data.split_note,
+        tuple(data.train.shape),
+        str(data.train.device),
+    )
+    if key not in _CLASSIFIERS:
+        # get_classifier caches on disk by a checksum of the data; this avoids re-hashing.
+        _CLASSIFIERS[key] = get_classifier(
+            data.name,
+            data.train,
+            data.train_labels,
+            data.heldout,
+            data.heldout_labels,
+            device=data.train.device,
+        )
+    return _CLASSIFIERS[key]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-import benchmark.classifier as clf_mod
-from benchmark.classifier import (
+import benchmark.metrics.classifier as clf_mod
+from benchmark.metrics.classifier import (
     Classifier,
     class_histogram,
     class_metrics,
@@ -28,7 +28,7 @@ from benchmark.classifier import (
     train_classifier,
 )
 
-MNIST_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
+MNIST_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 TEST_EPOCHS = 2  # ~96.5% held-out accuracy on this split; the default (3) gives ~97%
 
 

@@ -1,9 +1,8 @@
-"""Copy detection on real MNIST and mode coverage on ring8/grid25, against known answers."""
+"""Copy detection on real MNIST, against known answers."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import math
 from pathlib import Path
 
@@ -11,21 +10,19 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.copy_curve import BACKGROUNDS, copy_curve
-from benchmark.evaluation import (
+from benchmark.metrics.copying import (
     COPY_FRACTION_FACTOR,
     copy_detection,
     copy_excess_z,
     copy_verdict,
     kmeans,
-    mode_coverage_2d,
     nearest_distances,
     nearest_neighbours,
     z_u,
 )
 
 MNIST = (
-    Path(__file__).resolve().parents[1]
+    Path(__file__).resolve().parents[2]
     / ".."
     / "shared"
     / "data"
@@ -194,25 +191,6 @@ def test_copy_verdict_precedence():
     assert copy_verdict(2.9, 2.0, 2.9) == "no copying detected"
 
 
-def test_detection_curve_on_real_mnist(mnist):
-    """The committed curve's claims, re-measured: no false alarm on faithful sets, every
-    draw with 10% noisy copies called copying whatever the background."""
-    curve = copy_curve(mnist, draws=100, shares=(0.0, 0.1))
-    faithful = {r["share"]: r for r in curve["curves"]["faithful"]}
-    underfit = {r["share"]: r for r in curve["curves"]["underfitting"]}
-    assert faithful[0.0]["copying"] <= 0.02  # each test's level is 0.13%; 3 tests
-    assert faithful[0.0]["no_copying"] >= 0.98
-    assert underfit[0.0]["underfitting"] == 1.0
-    for background in BACKGROUNDS:
-        row = {r["share"]: r for r in curve["curves"][background]}[0.1]
-        assert row["copying"] == 1.0 and row["copies"] == 100, background
-    committed = Path(__file__).resolve().parents[1] / "results" / "copy-detection"
-    saved = json.loads((committed / "curve.json").read_text())
-    assert (committed / "curve.png").read_bytes().startswith(b"\x89PNG")
-    assert saved["rule"] == curve["rule"] and saved["m_generated"] == 1000
-    assert saved["detection_limit"]["underfitting"] <= 0.1
-
-
 def test_copy_detection_errors_name_the_parameter():
     x = torch.zeros(10, 3)
     with pytest.raises(ValueError, match="percentile"):
@@ -225,66 +203,3 @@ def test_copy_detection_errors_name_the_parameter():
         copy_detection(torch.zeros(2, 10, 3), x, x)
     with pytest.raises(ValueError, match="generated contains NaN"):
         copy_detection(torch.full((10, 3), math.nan), x, x)
-
-
-# ------------------------------------------------------------------------ 2-D mode coverage
-
-
-def _ring8() -> tuple[torch.Tensor, float]:
-    angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
-    return 2.0 * torch.stack([angles.cos(), angles.sin()], 1), 0.02
-
-
-def _grid25() -> tuple[torch.Tensor, float]:
-    axis = torch.arange(-4.0, 5.0, 2.0, dtype=torch.float64)
-    xs, ys = torch.meshgrid(axis, axis, indexing="ij")
-    return torch.stack([xs.ravel(), ys.ravel()], 1), 0.05
-
-
-def _mixture(centres: torch.Tensor, std: float, n: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    modes = torch.randint(len(centres), (n,), generator=gen)
-    return centres[modes] + std * torch.randn(n, 2, generator=gen, dtype=torch.float64)
-
-
-# share of a 2-D isotropic Gaussian within 3 std of its mean: 1 - exp(-9/2) = 0.98889
-IN_3_STD = 1 - math.exp(-4.5)
-
-
-@pytest.mark.parametrize("name", ["ring8", "grid25"])
-def test_perfect_sampler_covers_every_mode(name):
-    centres, std = _ring8() if name == "ring8" else _grid25()
-    n = 20_000
-    report = mode_coverage_2d(_mixture(centres, std, n, seed=7), centres, std)
-    k = len(centres)
-    assert report.modes_covered == report.n_modes == k and report.coverage == 1.0
-    assert report.high_quality == pytest.approx(IN_3_STD, abs=4 * math.sqrt(0.011 / n))
-    assert report.kl_uniform is not None and report.kl_uniform < 0.01
-    assert report.min_count == math.ceil(0.01 * n / k)
-    assert sum(report.counts) == round(report.high_quality * n)
-
-
-@pytest.mark.parametrize("name", ["ring8", "grid25"])
-def test_one_mode_generator_covers_one(name):
-    centres, std = _ring8() if name == "ring8" else _grid25()
-    collapsed = _mixture(centres[3:4], std, 5000, seed=8)
-    report = mode_coverage_2d(collapsed, centres, std)
-    assert report.modes_covered == 1
-    assert report.counts[3] == sum(report.counts)
-    assert report.kl_uniform == pytest.approx(math.log(len(centres)), rel=1e-12)
-    assert report.high_quality == pytest.approx(IN_3_STD, abs=0.01)
-
-
-def test_min_count_ignores_stray_points_and_off_mode_samples_are_low_quality():
-    centres, std = _ring8()
-    main = _mixture(centres[:1], std, 5000, seed=9)
-    stray = centres[1:2].repeat(5, 1)  # 5 points on mode 1: below ceil(1% of 5005/8) = 7
-    report = mode_coverage_2d(torch.cat([main, stray]), centres, std)
-    assert report.min_count == 7 and report.modes_covered == 1
-    assert mode_coverage_2d(torch.cat([main, stray]), centres, std, min_count=1).modes_covered == 2
-    # the ring's centre is 2 (= 100 std) from every mode: nothing is high quality
-    nowhere = mode_coverage_2d(torch.zeros(100, 2), centres, std)
-    assert nowhere.high_quality == 0.0 and nowhere.modes_covered == 0
-    assert nowhere.kl_uniform is None
-    with pytest.raises(ValueError, match="std"):
-        mode_coverage_2d(main, centres, 0.0)

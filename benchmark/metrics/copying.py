@@ -1,11 +1,10 @@
-"""Leak-aware and mode-aware evaluation: data-copying tests and 2-D mode coverage.
+"""Data-copying tests: nearest-neighbour distances to the training set against held-out's.
 
 RealMixGAN feeds real images into its generator; a generator that passes them through scores a
 small Wasserstein distance while generating nothing new. `copy_detection` catches that with
 nearest-neighbour distances to the TRAINING set, compared against the held-out split's own
 distances (Meehan, Chaudhuri & Dasgupta, "A Non-Parametric Test to Detect Data-Copying in
-Generative Models", AISTATS 2020). `mode_coverage_2d` scores ring8/grid25 samples the way the
-unrolled-GAN / VEEGAN / PacGAN papers do (modes captured, high-quality share).
+Generative Models", AISTATS 2020).
 
 Everything runs batched on the tensors' device; nearest neighbours are exact (brute force in
 float64 blocks, no approximate index). Nothing here imports optuna, mlflow or a trainable.
@@ -14,18 +13,18 @@ float64 blocks, no approximate index). Nothing here imports optuna, mlflow or a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.stats
 import torch
 
+from benchmark.metrics.checks import ArrayLike, as_matrix, same_dim
+
 __all__ = [
     "COPY_FRACTION_FACTOR",
     "COPY_Z",
     "CopyReport",
-    "ModeReport",
     "UNDERFIT_Z",
     "Z_COPY",
     "copy_detection",
@@ -34,13 +33,10 @@ __all__ = [
     "c_t_from",
     "cell_distances",
     "kmeans",
-    "mode_coverage_2d",
     "nearest_distances",
     "nearest_neighbours",
     "z_u",
 ]
-
-ArrayLike = torch.Tensor | np.ndarray | Sequence[Sequence[float]]
 
 Z_COPY = -3.0
 """Verdict threshold: Z_U (or C_T) below this means the generated samples sit significantly
@@ -63,22 +59,6 @@ ignored the sample sizes, so with 1,000 samples exactly 10% copies on an underfi
 background went undetected; `copy_verdict` uses `copy_excess_z` instead."""
 
 
-def _as_2d(x: ArrayLike, name: str, device: torch.device | None = None) -> torch.Tensor:
-    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if device is not None:
-        t = t.to(device)
-    if t.dim() != 2:
-        raise ValueError(
-            f"{name} must be a (N, D) sample matrix, got shape {tuple(t.shape)}; pass one "
-            "population member's samples (e.g. samples[i]) with images flattened"
-        )
-    if t.shape[0] == 0:
-        raise ValueError(f"{name} is empty; pass at least one sample")
-    if not t.is_floating_point():
-        t = t.float()
-    return t
-
-
 def _compute_dtype(device: torch.device) -> torch.dtype:
     # MPS has no float64; everywhere else float64 keeps the |q|^2 + |r|^2 - 2 q.r expansion
     # exact to ~1e-13 in squared distance, so a copied sample reads as distance ~0.
@@ -97,13 +77,9 @@ def nearest_neighbours(
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    q = _as_2d(queries, "queries")
-    r = _as_2d(reference, "reference", q.device)
-    if q.shape[1] != r.shape[1]:
-        raise ValueError(
-            f"queries and reference must have the same feature dimension, got {q.shape[1]} "
-            f"and {r.shape[1]}"
-        )
+    q = as_matrix(queries, "queries")
+    r = as_matrix(reference, "reference", q.device)
+    same_dim(q.shape[1], r.shape[1], "queries", "reference")
     dtype = _compute_dtype(q.device)
     r = r.to(dtype)  # once, not per query block
     r2 = (r * r).sum(1)
@@ -170,7 +146,7 @@ def kmeans(
     empty cluster is re-seeded at the point farthest from its centre. Used to form the cells
     of Meehan et al.'s C_T test; sklearn is not a dependency of MixBench.
     """
-    data = _as_2d(x, "x")
+    data = as_matrix(x, "x")
     n = data.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}] (the number of points), got {k}")
@@ -392,14 +368,11 @@ def copy_detection(
         raise ValueError(f"cells must be >= 1 (1: global Z_U only), got {cells}")
     if min_cell_samples < 1:
         raise ValueError(f"min_cell_samples must be >= 1, got {min_cell_samples}")
-    gen = _as_2d(generated, "generated")
-    tr = _as_2d(train, "train", gen.device)
-    held = _as_2d(heldout, "heldout", gen.device)
-    if not gen.shape[1] == tr.shape[1] == held.shape[1]:
-        raise ValueError(
-            "generated, train and heldout must share the feature dimension, got "
-            f"{gen.shape[1]}, {tr.shape[1]} and {held.shape[1]}"
-        )
+    gen = as_matrix(generated, "generated")
+    tr = as_matrix(train, "train", gen.device)
+    held = as_matrix(heldout, "heldout", gen.device)
+    same_dim(gen.shape[1], tr.shape[1], "generated", "train")
+    same_dim(gen.shape[1], held.shape[1], "generated", "heldout")
     if cells > tr.shape[0]:
         raise ValueError(f"cells must be <= the training size {tr.shape[0]}, got {cells}")
     for name, t in (("generated", gen), ("train", tr), ("heldout", held)):
@@ -434,83 +407,4 @@ def copy_detection(
         n_heldout=int(held.shape[0]),
         n_train=int(tr.shape[0]),
         verdict=verdict,
-    )
-
-
-@dataclass(frozen=True)
-class ModeReport:
-    """Mode coverage of 2-D mixture samples (ring8, grid25)."""
-
-    modes_covered: int
-    """Modes with at least `min_count` high-quality samples assigned to them."""
-    n_modes: int
-    high_quality: float
-    """Share of samples within 3 std of their nearest centre (of ANY centre)."""
-    kl_uniform: float | None
-    """KL(mode histogram of high-quality samples || uniform), in nats; 0 is perfectly
-    balanced, log(n_modes) is everything in one mode; None when no sample is high quality."""
-    counts: tuple[int, ...]
-    """High-quality samples assigned to each mode, in `centers` order."""
-    min_count: int
-    n_samples: int
-
-    @property
-    def coverage(self) -> float:
-        return self.modes_covered / self.n_modes
-
-
-def mode_coverage_2d(
-    samples: ArrayLike,
-    centers: ArrayLike,
-    std: float,
-    *,
-    min_count: int | None = None,
-    radius: float = 3.0,
-) -> ModeReport:
-    """Modes captured and high-quality share of samples from an isotropic Gaussian mixture.
-
-    Protocol of VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018), used on the
-    unrolled-GAN (Metz et al. 2017) ring and grid: each sample is assigned to its nearest
-    centre and is "high quality" when within `radius` (3) std of it; a mode is captured when
-    at least `min_count` high-quality samples are assigned to it. Default min_count =
-    max(1, ceil(1% of the expected per-mode count n / n_modes)): with those papers' 2,500
-    samples it is 1 (PacGAN's released evaluation code counts any nonzero mode), and with
-    large n it stops a few stray points from counting as a captured mode.
-
-    Note: a perfect sampler scores high_quality = 1 - exp(-radius^2 / 2) ~ 98.9% in 2-D, not
-    100% (the 3-std disc holds 98.9% of a 2-D Gaussian's mass). Non-finite samples count as
-    low quality.
-    """
-    if not std > 0:
-        raise ValueError(f"std must be > 0, got {std}")
-    if not radius > 0:
-        raise ValueError(f"radius must be > 0 (in units of std), got {radius}")
-    pts = _as_2d(samples, "samples")
-    c = _as_2d(centers, "centers", pts.device)
-    if pts.shape[1] != c.shape[1]:
-        raise ValueError(
-            f"samples and centers must share the dimension, got {pts.shape[1]} and {c.shape[1]}"
-        )
-    n, k = int(pts.shape[0]), int(c.shape[0])
-    if min_count is None:
-        min_count = max(1, math.ceil(0.01 * n / k))
-    if min_count < 1:
-        raise ValueError(f"min_count must be >= 1 (or None for the default), got {min_count}")
-    dist, nearest = nearest_neighbours(pts, c)
-    good = dist <= radius * float(std)
-    counts = torch.bincount(nearest[good], minlength=k).cpu().numpy()
-    total = int(counts.sum())
-    kl: float | None = None
-    if total > 0:
-        p = counts / total
-        nz = p > 0
-        kl = float(np.sum(p[nz] * np.log(p[nz] * k)))
-    return ModeReport(
-        modes_covered=int((counts >= min_count).sum()),
-        n_modes=k,
-        high_quality=total / n,
-        kl_uniform=kl,
-        counts=tuple(int(v) for v in counts),
-        min_count=int(min_count),
-        n_samples=n,
     )

@@ -13,15 +13,17 @@ import torch
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
-from benchmark import metrics
 from benchmark import study as study_cli
-from benchmark.divergence import (
+from benchmark.metrics.divergence import (
     LOSS_BOUND,
     SCALE_FACTOR,
     DivergenceRule,
     constant_generator_sw2,
     rule_for,
 )
+from benchmark.metrics.wasserstein import sliced_wasserstein
+from benchmark.runner import train_run
+from benchmark.settings import Settings
 from benchmark.tracking import connect
 
 try:
@@ -75,7 +77,7 @@ def test_constant_generator_level_matches_the_sliced_w2_of_a_point_mass(
     data = ring8 if dataset == "ring8" else mnist_small
     held = data.heldout
     point = held.mean(dim=0, keepdim=True).expand_as(held)
-    measured = metrics.sliced_wasserstein(point, held, n_projections=2000, seed=0)
+    measured = sliced_wasserstein(point, held, n_projections=2000, seed=0)
     assert constant_generator_sw2(held) == pytest.approx(measured, rel=0.05)
     assert rule_for(data).reference_sw2 == constant_generator_sw2(held)
     assert rule_for(data) is rule_for(data)
@@ -120,9 +122,6 @@ def test_a_finite_blow_up_is_pruned_as_diverged_and_never_the_best(
 
 def test_the_paper_defaults_on_real_mnist_do_not_diverge(mnist_small):
     """The rule on real training: two epochs of each variant's defaults on MNIST digits."""
-    from benchmark.runner import train_run
-    from benchmark.settings import Settings
-
     settings = Settings(epochs=2, dataset="mnist", n_eval=100, device="cpu")
     for variant in ("gan", "realmix", "mixture"):
         result = train_run(
