@@ -133,7 +133,7 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
     import optuna
 
     from benchmark import study as study_cli
-    from benchmark.worker import open_storage
+    from benchmark.storage import open_storage
 
     parser = study_cli.build_parser()
     plan = study_cli.plan_from_args(parser.parse_args(_study_argv(args, design)))
@@ -666,10 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmark.data import DataError
     from benchmark.report import ReportError, load_study_data
     from benchmark.settings import SettingsError
+    from benchmark.storage import StorageError
     from benchmark.study import UsageError as StudyUsageError
     from benchmark.tracking import TrackingError
     from benchmark.trainable import ParamError
-    from benchmark.worker import StorageError
     from studies import SpaceError
 
     parser = build_parser()

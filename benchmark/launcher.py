@@ -9,7 +9,7 @@ the same from the launcher for local workers, and from Optuna's heartbeat for wo
 elsewhere. Ctrl-C is forwarded once to every worker, which records its trial FAIL and its
 MLflow run KILLED before exiting; SIGTERM and SIGHUP stop the study the same way.
 
-Workers never outlive their launcher: each watches the launcher (`worker.watch_launcher`) and,
+Workers never outlive their launcher: each watches the launcher (`signals.watch_launcher`) and,
 when it dies (SIGKILL, OOM), records its trial FAIL and exits; the fork server exits by itself
 then. The study's MLflow parent run, which nobody could end, is closed by the next invocation
 (`close_stale_parent`).
@@ -33,17 +33,16 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.worker import (
+from benchmark.budget import fail_and_retry, room_left
+from benchmark.signals import (
     STOP_SIGNALS,
     Interrupted,
-    WorkerSpec,
     describe_interrupt,
-    fail_and_retry,
     interrupt_exit_code,
-    process_main,
     signals_as_interrupt,
-    worker_id,
 )
+from benchmark.spec import WorkerSpec, pid_alive, worker_id
+from benchmark.worker import process_main
 
 __all__ = [
     "Slot",
@@ -53,7 +52,6 @@ __all__ = [
     "handle_dead_worker",
     "launch",
     "mark_invocation",
-    "pid_alive",
     "recover_orphans",
     "visible_device",
     "warm_up",
@@ -104,17 +102,6 @@ def cpu_slots(workers: int) -> list[Slot]:
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = (("OMP_NUM_THREADS", str(threads)), ("CUDA_VISIBLE_DEVICES", ""))
     return [Slot(f"cpu{k}", "cpu", threads, env) for k in range(workers)]
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _owned_running(study: optuna.Study, owner: str) -> list[Any]:
@@ -333,7 +320,8 @@ def launch(
                     if code == 2:  # bad configuration: replacing it would fail the same way
                         worst = max(worst, 2)
                         continue
-                    if _budget_left(study, spec) and replacements < 2 * len(slots):
+                    wanted = room_left(study.get_trials(deepcopy=False), spec, running=False)
+                    if wanted and replacements < 2 * len(slots):
                         replacements += 1
                         workers.append(_start(spec, w.slot, len(slots) + replacements))
                         log(f"started replacement worker {workers[-1].owner} on {w.slot.label}")
@@ -345,15 +333,6 @@ def launch(
             _shutdown(workers, study, storage, tracker, log, err)
             return interrupt_exit_code(err)
     return worst
-
-
-def _budget_left(study: optuna.Study, spec: WorkerSpec) -> bool:
-    if spec.deadline is not None and time.time() >= spec.deadline:
-        return False
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    if TrialState.WAITING in states:
-        return True
-    return sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) < spec.trials
 
 
 def _shutdown(

@@ -411,9 +411,9 @@ class StudyData:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        from benchmark.worker import OBJECTIVE_METRICS
+        from benchmark.objectives import metric_names
 
-        return OBJECTIVE_METRICS.get(self.objective, ("w1",))
+        return metric_names(self.objective)
 
     @property
     def primary(self) -> str:
@@ -448,7 +448,8 @@ class StudyData:
 
 def open_existing_storage(url: str) -> Any:
     """Open an Optuna storage that must already exist (never creates an empty one)."""
-    from benchmark.worker import StorageError, mask_url, open_storage, storage_kind
+    from benchmark.storage import StorageError, open_storage, storage_kind
+    from benchmark.urls import mask_url
 
     try:
         kind = storage_kind(url)

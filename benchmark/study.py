@@ -44,13 +44,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmark.budget import budget_counts
+from benchmark.objectives import OBJECTIVES, get_objective, intermediate_metric
+from benchmark.signals import interrupt_exit_code, signals_as_interrupt
+from benchmark.spec import WorkerSpec
+from benchmark.storage import (
+    JOURNAL_SUFFIXES,
+    PRUNERS,
+    SAMPLERS,
+    StorageError,
+    is_in_memory_sqlite,
+    make_sampler,
+    open_storage,
+    repair_journal,
+    storage_kind,
+)
+from benchmark.urls import mask_url
+
 __all__ = ["UsageError", "StudyPlan", "build_parser", "main", "plan_from_args", "run_plan"]
 
 DEFAULT_STORAGE = "results/optuna.journal"
 RESULTS_DIR = Path("results") / "studies"
-OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
-EXACT_EVERY_EPOCH_OBJECTIVES = ("wasserstein", "wasserstein-noise", "pareto")
-"""Objectives whose metric (exact W1) is scored at every epoch by default, to drive pruning."""
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
 INTERRUPTED_CODES = (130, 143, 129)
@@ -92,7 +106,7 @@ class StudyPlan:
 
     @property
     def directions(self) -> list[str]:
-        return ["minimize"] * (2 if self.objective == "pareto" else 1)
+        return get_objective(self.objective).directions
 
     @property
     def best_path(self) -> Path:
@@ -108,7 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI's argparse parser."""
     from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
     from benchmark.data import DATASETS
-    from benchmark.worker import PRUNERS, SAMPLERS
     from studies import SPACES
 
     p = argparse.ArgumentParser(
@@ -135,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--objective",
-        choices=OBJECTIVES,
+        choices=tuple(OBJECTIVES),
         default="wasserstein",
         help="wasserstein: exact W1 at the last epoch; wasserstein-noise: the same for RealMix "
         "samples drawn with no real image; cfid / cfid-noise: classifier-FID (digit data); "
@@ -276,7 +289,8 @@ def _settings(space: Any, args: argparse.Namespace) -> Any:
     for flag in (*flags, "batch_size"):
         if getattr(args, flag, None) is not None:
             changes[flag] = getattr(args, flag)
-    if args.objective in EXACT_EVERY_EPOCH_OBJECTIVES and "exact_every_epoch" not in changes:
+    objective = get_objective(args.objective)
+    if objective.exact_every_epoch and "exact_every_epoch" not in changes:
         # the pruner then sees the objective's own metric (exact W1) at every scored epoch,
         # and a pruned trial's value is a W1 like a complete trial's
         changes["exact_every_epoch"] = True
@@ -365,7 +379,6 @@ def _population(value: str, space: Any, space_name: str) -> int:
 
 def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Validate every option without touching any storage (raises on bad input)."""
-    from benchmark.worker import is_in_memory_sqlite, make_sampler, storage_kind
     from studies import get_space
 
     space = get_space(args.space)
@@ -384,15 +397,14 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         )
     settings = _settings(space, args)
     population = _population(args.population, space, args.space)
-    from benchmark.worker import CLASSIFIER_OBJECTIVES, NOISE_OBJECTIVES
-
-    if args.objective in NOISE_OBJECTIVES and getattr(space, "TRAINABLE", None) != "realmix":
+    objective = get_objective(args.objective)
+    if not objective.applies_to(getattr(space, "TRAINABLE", None)):
         raise UsageError(
             f"--objective {args.objective} scores RealMix's noise sampling mode; space "
             f"{args.space!r} is not a RealMix space (use --objective "
             f"{args.objective.removesuffix('-noise')})"
         )
-    if args.objective in CLASSIFIER_OBJECTIVES:
+    if objective.needs_labels:
         from benchmark.data import IMAGE_DATASETS
 
         if settings.dataset not in IMAGE_DATASETS:
@@ -427,7 +439,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     try:
         make_sampler(
             args.sampler,
-            multi_objective=args.objective == "pareto",
+            multi_objective=objective.multi,
             seed=getattr(args, "sampler_seed", None),
         )
     except ValueError as err:
@@ -588,8 +600,6 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
 
 
 def _intermediate(plan: StudyPlan) -> str:
-    from benchmark.worker import intermediate_metric
-
     return intermediate_metric(plan.objective, plan.settings.exact_every_epoch)
 
 
@@ -599,11 +609,9 @@ def _name_metrics(study: Any, objective: str) -> None:
 
     import optuna
 
-    from benchmark.worker import OBJECTIVE_METRICS
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(OBJECTIVE_METRICS[objective]))
+        study.set_metric_names(list(get_objective(objective).metrics))
 
 
 def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
@@ -625,8 +633,6 @@ def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
 
 
 def _mask(url: str) -> str:
-    from benchmark.urls import mask_url
-
     return mask_url(url) or url
 
 
@@ -697,12 +703,11 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     from benchmark.artifacts import json_safe
     from benchmark.progress import pareto_front
     from benchmark.tracking import environment_tags
-    from benchmark.worker import OBJECTIVE_METRICS, budget_counts, mask_url
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    names = OBJECTIVE_METRICS[plan.objective]
-    if plan.objective == "pareto":
+    names = get_objective(plan.objective).metrics
+    if get_objective(plan.objective).multi:
         best = sorted(pareto_front(complete), key=lambda t: t.values[0])
     else:
         best = [min(complete, key=lambda t: t.value)] if complete else []
@@ -731,7 +736,7 @@ def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> 
     if not doc_best:
         print(f"{plan.study_name}: no trial completed yet; see {path}")
         return
-    head = "best trial" if plan.objective != "pareto" else "pareto-optimal trials"
+    head = "pareto-optimal trials" if get_objective(plan.objective).multi else "best trial"
     print(f"{plan.study_name}: {head} (mean over {plan.settings.seeds} seed(s)):")
     for entry in doc_best:
         values = ", ".join(f"{k} {v:.5g}" for k, v in entry["values"].items())
@@ -764,8 +769,6 @@ def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
 
 def _print_next(plan: StudyPlan, tracking_uri: str) -> None:
     """The commands to look at the results, and what to add for confidence intervals."""
-    from benchmark.worker import JOURNAL_SUFFIXES
-
     storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{_mask(plan.storage)}'"
     print(f"next: python -m benchmark.report --study {plan.study_name}{storage}")
     shown = _mask(tracking_uri)
@@ -833,15 +836,7 @@ def _run_plan(
     from benchmark.progress import StudyProgress
     from benchmark.runner import load_data, resolve_device
     from benchmark.tracking import connect
-    from benchmark.worker import (
-        OBJECTIVE_METRICS,
-        WorkerSpec,
-        interrupt_exit_code,
-        open_storage,
-        repair_journal,
-        run_worker,
-        signals_as_interrupt,
-    )
+    from benchmark.worker import run_worker
 
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -897,7 +892,7 @@ def _run_plan(
         stream,
         steps=trial_steps(plan),
         metric=_intermediate(plan),
-        best_metric=OBJECTIVE_METRICS[plan.objective][0],
+        best_metric=get_objective(plan.objective).metrics[0],
     )
     progress.update()
     code = 0
@@ -1028,7 +1023,6 @@ def startup_summary(
     from optuna.trial import TrialState
 
     from benchmark.runner import resolve_device
-    from benchmark.worker import mask_url
     from studies import get_space
 
     s = plan.settings
@@ -1077,14 +1071,7 @@ def startup_summary(
 
 
 def _objective_text(plan: StudyPlan) -> str:
-    n = plan.settings.n_eval
-    return {
-        "wasserstein": f"exact W1 at the last epoch, {n} samples per side vs held-out",
-        "wasserstein-noise": f"exact W1 of noise-mode samples (no real image), n={n}",
-        "cfid": f"classifier-FID at the last epoch, n={n}",
-        "cfid-noise": f"classifier-FID of noise-mode samples, n={n}",
-        "pareto": f"(exact W1, G-loss variance) at the last epoch, n={n}",
-    }[plan.objective]
+    return get_objective(plan.objective).text.format(n=plan.settings.n_eval)
 
 
 def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
@@ -1146,7 +1133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmark.settings import SettingsError
     from benchmark.tracking import TrackingError
     from benchmark.trainable import ParamError
-    from benchmark.worker import StorageError
     from studies import SpaceError
 
     parser = build_parser()

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmark.spec import pid_alive
+
 __all__ = [
     "QUEUE_SIZE",
     "QueuedTracker",
@@ -365,20 +367,6 @@ def _sigint_ignored() -> Any:
 # -- after the workers: writers left behind, and the accounting ---------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child not yet reaped is a zombie: gone for our purpose
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def wait_for_writers(lock_dir: Path) -> list[int]:
     """Wait until every writer with a lock file in `lock_dir` has ended (e.g. the writer of
     a worker that was SIGKILLed, finishing what it had received); returns their pids."""
@@ -386,12 +374,12 @@ def wait_for_writers(lock_dir: Path) -> list[int]:
     for path in sorted(Path(lock_dir).glob("writer-*.lock")):
         pid = int(path.stem.split("-", 1)[1])
         unlocked_since = None
-        while _alive(pid):
+        while pid_alive(pid):
             waited.append(pid)
             with open(path, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while the writer holds it
                 fcntl.flock(handle, fcntl.LOCK_UN)
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             # alive but not holding its lock: still starting, or the pid is another
             # process's now (the writer was killed itself); give up on it after a while

@@ -21,9 +21,10 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from benchmark import study as study_cli
+from benchmark.storage import FarBehindRule
 from benchmark.tracking import connect
 from benchmark.trainables.gan import StandardGAN
-from benchmark.worker import TEST_HANG_ENV, FarBehindRule
+from benchmark.trials import TEST_HANG_ENV
 
 try:
     from tests._hang import hang_one_worker

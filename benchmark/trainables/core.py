@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG, StackedAdam, StackedMLP
-from benchmark.trainable import EpochResult, ParamError, TrainableParams
+from benchmark.trainable import EpochResult, ParamError, Trainable, TrainableParams
 
 __all__ = [
     "AdversarialCore",
@@ -26,6 +26,8 @@ __all__ = [
     "bce_fake",
     "bce_real",
     "eval_seeds",
+    "freeze",
+    "member_bytes",
     "nonsaturating_g_loss",
     "stack_params",
     "vanilla_d_loss",
@@ -260,3 +262,30 @@ class AdversarialCore:
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"])
         self.epoch = int(state["epoch"])
+
+
+# -- population mechanics the harness uses ----------------------------------------------
+
+
+def freeze(population: Trainable, active: Sequence[bool]) -> None:
+    """Freeze the members whose flag is False (their optimiser steps change nothing)."""
+    core = population.core  # type: ignore[attr-defined]
+    mask = None if all(active) else torch.tensor(active, dtype=torch.float32, device=core.device)
+    core.opt_g.active = mask
+    core.opt_d.active = mask
+
+
+def member_bytes(population_of_one: Trainable) -> int:
+    """Device memory one member needs, estimated from a population of one: its weights,
+    gradients and two Adam moments (16 B per parameter), its other state (e.g. the RealMix
+    buffer) and the activations of one step (G pass and three D passes, kept for backward)."""
+    core = population_of_one.core  # type: ignore[attr-defined]
+    n_params = sum(p.numel() for p in [*core.G.parameters(), *core.D.parameters()])
+    state = sum(
+        t.numel() * t.element_size()
+        for t in vars(population_of_one).values()
+        if isinstance(t, torch.Tensor)
+    )
+    widths = sum(core.G.sizes) + 3 * sum(core.D.sizes)
+    activations = 3 * core.batch_size * widths * 4  # pre-activation, output, dropout mask
+    return 16 * n_params + state + activations
