@@ -27,7 +27,6 @@ __all__ = [
     "budget_counts",
     "fail_and_retry",
     "fail_stale",
-    "heartbeat",
     "room_left",
     "trial_id",
     "wait_for_running",
@@ -187,18 +186,6 @@ class Heartbeats:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
-
-
-@contextlib.contextmanager
-def heartbeat(study: optuna.Study, storage: Any, trial: optuna.Trial) -> Iterator[None]:
-    """Record the RDB heartbeat of `trial` while it runs (no-op for other storages)."""
-    beats = Heartbeats(storage)
-    try:
-        if beats.interval is not None:
-            beats.add(trial_id(study, storage, trial.number))
-        yield
-    finally:
-        beats.close()
 
 
 def fail_stale(study: optuna.Study) -> None:

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,12 @@ from optuna.trial import FrozenTrial, TrialState
 from benchmark import records
 from benchmark.artifacts import json_safe, run_payload
 from benchmark.bookkeeping import Clock
-from benchmark.budget import Heartbeats, acquire_trial, heartbeat, trial_id, wait_for_running
+from benchmark.budget import Heartbeats, acquire_trial, trial_id, wait_for_running
 from benchmark.data import Dataset
 from benchmark.divergence import rule_for
 from benchmark.objectives import get_objective
 from benchmark.records import epoch_metrics
-from benchmark.runner import MemberRun, RunResult, score_members, train_run
+from benchmark.runner import MemberRun, RunResult, score_members
 from benchmark.settings import Settings
 from benchmark.signals import describe_interrupt, signals_deferred, signals_ignored
 from benchmark.spec import WorkerSpec, worker_id
@@ -173,13 +173,6 @@ def _seed_summary(result: RunResult) -> dict[str, Any]:
     return out
 
 
-def log_epoch(
-    ctx: WorkerContext, run_id: str, seed: int, multi: bool, metrics: Mapping[str, float]
-) -> None:
-    """One scored epoch of one seed to the trial's MLflow run (seed_<k>/ prefix if several)."""
-    ctx.tracker.log_metrics(run_id, epoch_metrics(seed, multi, metrics), int(metrics["epoch"]))
-
-
 def record_seed(
     ctx: WorkerContext,
     trial: optuna.Trial,
@@ -217,56 +210,6 @@ def objective_values(
     ctx.tracker.log_metrics(run_id, logged, 0)
     trial.set_user_attr(records.FINAL, {k: v for k, v in means.items() if math.isfinite(v)})
     return values
-
-
-def _train(
-    ctx: WorkerContext, trial: optuna.Trial, run_id: str, variant: str, typed: TrainableParams
-) -> list[float]:
-    """Train every seed, one after the other, logging as it goes; the objective values.
-
-    Raises Stop when a seed diverges or the pruning rule stops it.
-    """
-    seeds = ctx.settings.seed_list()
-    multi = len(seeds) > 1
-    step = 0
-    stop_reason: list[str] = []
-    summaries: list[dict[str, Any]] = []
-    histories: list[list[dict[str, float]]] = []
-    for seed in seeds:
-
-        def on_epoch(epoch: int, metrics: dict[str, float], seed: int = seed) -> bool:
-            nonlocal step
-            with ctx.clock.part("mlflow metrics"):
-                log_epoch(ctx, run_id, seed, multi, metrics)
-            value = metrics.get(ctx.metric, math.nan)
-            with ctx.clock.part("optuna report"):
-                reason = judge(ctx, trial, step, float(value))
-            step += 1
-            _test_hang(trial)
-            if reason:
-                stop_reason.append(reason)
-            return reason is not None
-
-        result = train_run(
-            variant,
-            typed.to_dict(),
-            ctx.settings,
-            seed=seed,
-            data=ctx.data,
-            device=ctx.device,
-            on_epoch=on_epoch,
-        )
-        ctx.clock.trial_epochs += int(result.history[-1]["epoch"]) if result.history else 0
-        with ctx.clock.part("artifacts"):
-            record_seed(ctx, trial, run_id, result, summaries)
-        histories.append(result.history)
-        if result.status == "diverged":
-            trial.set_user_attr(records.DETAIL, result.reason)
-            raise Stop("diverged")
-        if result.status == "stopped":
-            raise Stop(stop_reason[-1] if stop_reason else "stopped")
-    with ctx.clock.part("objective"):
-        return objective_values(ctx, trial, run_id, histories)
 
 
 def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict]]) -> None:
@@ -367,66 +310,30 @@ def take_trial(ctx: WorkerContext) -> optuna.Trial | None:
     return trial
 
 
-def run_trial(ctx: WorkerContext, trial: optuna.Trial) -> TrialState:
-    """Run one asked trial to its end and tell the study; KeyboardInterrupt is re-raised
-    after the trial is recorded FAIL (reason 'interrupted') and its MLflow run KILLED."""
-    run_id: str | None = None
-    try:
-        with heartbeat(ctx.study, ctx.storage, trial):
-            with signals_deferred(), ctx.clock.part("start trials"):
-                variant, typed, run_id = open_trial(ctx, trial)
-            values = _train(ctx, trial, run_id, variant, typed)
-            with ctx.clock.part("close trial"):
-                return close_trial(ctx, trial, run_id, TrialState.COMPLETE, values=values)
-    except Stop as stop:
-        with ctx.clock.part("close trial"):
-            return close_trial(ctx, trial, run_id, TrialState.PRUNED, reason=stop.reason)
-    except KeyboardInterrupt:
-        interrupt_trial(ctx, trial, run_id)
-        raise
-    except Exception as err:
-        reason = mask_text(f"{type(err).__name__}: {err}")  # MLflow's errors quote its URL
-        ctx.log(f"trial {trial.number} failed: {reason}\n{mask_text(traceback.format_exc())}")
-        return close_trial(ctx, trial, run_id, TrialState.FAIL, reason=reason)
-
-
-# -- the one-trial loop -------------------------------------------------------------------
-
-
-def _one_trial_loop(ctx: WorkerContext, on_trial_end: OnTrialEnd | None) -> int:
-    """The loop for --population 1: one trial after another."""
-    study, storage, spec = ctx.study, ctx.storage, ctx.spec
-    failures = 0
-    while True:
-        with ctx.clock.part("start trials"):
-            trial = take_trial(ctx)
-        if trial is None:
-            if wait_for_running(study, storage, spec):
-                continue  # a silent worker's trial was re-queued: take it
-            return 0
-        state = run_trial(ctx, trial)
-        failures = failures + 1 if state == TrialState.FAIL else 0
-        if on_trial_end is not None:
-            with ctx.clock.part("progress"):
-                on_trial_end(study, ctx.storage.get_trial(trial_id(study, storage, trial.number)))
-        if failures >= MAX_CONSECUTIVE_FAILURES:
-            ctx.log(f"worker {worker_id()}: {failures} trials failed in a row; stopping")
-            return 1
-
-
 # -- the population loop ------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
-    """One trial in the population: its members (one per seed) and its bookkeeping."""
+    """One trial in the population: its members (its seeds side by side, or the seed it is
+    at when they train seed after seed) and its bookkeeping."""
 
     trial: optuna.Trial
     run_id: str
+    variant: str
+    typed: TrainableParams
     index: list[int]
+    """Members of the population this trial trains."""
     runs: list[MemberRun]
+    """One per member: the runs of the seeds training now."""
+    queue: list[int]
+    """Seeds still to train after these (seed after seed; empty side by side)."""
+    fresh: bool = True
+    """Its members are still to be built (a new trial, or the next seed of this one)."""
     step: int = 0
     summaries: list[dict[str, Any]] = field(default_factory=list)
+    histories: list[list[dict[str, float]]] = field(default_factory=list)
+    """Scored epochs of its finished seeds."""
 
 
 class _EpochSamples:
@@ -445,24 +352,24 @@ class _EpochSamples:
         return self.drawn[key]
 
 
-def run_trials(ctx: WorkerContext, *, on_trial_end: OnTrialEnd | None = None) -> int:
-    """Take trials until the budget or the deadline is reached; the worker's exit code.
+class _GiveUp(Exception):
+    """MAX_CONSECUTIVE_FAILURES trials failed in a row: the worker stops (exit code 1)."""
 
-    --population 1 trains one trial after another; P > 1 trains P at once as one population.
-    KeyboardInterrupt propagates after the running trials are recorded FAIL ('interrupted').
+
+def run_trials(
+    ctx: WorkerContext, *, seed_after_seed: bool, on_trial_end: OnTrialEnd | None = None
+) -> int:
+    """Take trials until the budget or the deadline is reached, `ctx.spec.population` at a
+    time (1: one trial after another); the worker's exit code.
+
+    `seed_after_seed`: a trial's seeds train one after another, each reporting its scored
+    epochs (--population 1); otherwise side by side, reporting their mean once per scored
+    epoch. KeyboardInterrupt propagates after every live trial is recorded FAIL
+    ('interrupted'). A population of one fails only its trial when training raises, and the
+    worker goes on until MAX_CONSECUTIVE_FAILURES trials failed in a row (exit code 1); a
+    larger population fails every live trial (they share the error) and returns 1.
     """
-    if ctx.spec.population == 1:
-        return _one_trial_loop(ctx, on_trial_end)
-    return _run_population(ctx, on_trial_end=on_trial_end)
-
-
-def _run_population(ctx: WorkerContext, *, on_trial_end: OnTrialEnd | None = None) -> int:
-    """Take trials P at a time until the budget or the deadline is reached; the exit code.
-
-    KeyboardInterrupt propagates after every live trial is recorded FAIL ('interrupted').
-    An error while training fails every live trial (the population shares it) and returns 1.
-    """
-    runner = _PopulationRunner(ctx, on_trial_end)
+    runner = _PopulationRunner(ctx, on_trial_end, seed_after_seed)
     try:
         return runner.run()
     finally:
@@ -470,14 +377,21 @@ def _run_population(ctx: WorkerContext, *, on_trial_end: OnTrialEnd | None = Non
 
 
 class _PopulationRunner:
-    def __init__(self, ctx: WorkerContext, on_trial_end: OnTrialEnd | None) -> None:
+    def __init__(
+        self, ctx: WorkerContext, on_trial_end: OnTrialEnd | None, seed_after_seed: bool
+    ) -> None:
         self.ctx = ctx
         self.on_trial_end = on_trial_end
         self.seeds = ctx.settings.seed_list()
+        self.seed_after_seed = seed_after_seed
+        self.width = 1 if seed_after_seed else len(self.seeds)
+        """Members per trial."""
         self.slots: list[_Slot | None] = [None] * ctx.spec.population
         self.population: Trainable | None = None
         self.beats = Heartbeats(ctx.storage)
         self.grids: _EpochSamples | None = None
+        self.failures = 0
+        """Trials failed in a row (a complete or pruned trial resets it)."""
 
     def live(self) -> list[_Slot]:
         return [s for s in self.slots if s is not None]
@@ -486,83 +400,114 @@ class _PopulationRunner:
         ctx = self.ctx
         try:
             while True:
-                # Empty slots are offered to the study every epoch: a trial re-queued after
-                # another worker died is taken as soon as a slot is free.
-                exhausted = self._fill()
-                if not self.live():
-                    if exhausted and wait_for_running(ctx.study, ctx.storage, ctx.spec):
-                        continue  # a silent worker's trial was re-queued: take it
-                    return 0
-                assert self.population is not None
-                freeze(self.population, [self._slot_of(i) is not None for i in self._all()])
-                with ctx.clock.part("train"):
-                    result = self.population.train_epoch()
-                ctx.clock.trial_epochs += len(self.live())
-                self._advance(result)
+                try:
+                    # Empty slots are offered to the study every epoch: a trial re-queued
+                    # after another worker died is taken as soon as a slot is free.
+                    exhausted = self._fill()
+                    if not self.live():
+                        if exhausted and wait_for_running(ctx.study, ctx.storage, ctx.spec):
+                            continue  # a silent worker's trial was re-queued: take it
+                        return 0
+                    self._epoch()
+                except _GiveUp as stop:
+                    self._fail_live(str(stop))
+                    return 1
+                except Exception as err:  # recorded on the trials it failed
+                    if not self._failed(err):
+                        return 1
         except KeyboardInterrupt:
             for slot in self.live():
                 interrupt_trial(ctx, slot.trial, slot.run_id)
             raise
-        except Exception as err:
-            reason = mask_text(f"{type(err).__name__}: {err}")  # errors may quote a URL
-            ctx.log(f"population failed: {reason}\n{mask_text(traceback.format_exc())}")
-            for slot in self.live():
-                with contextlib.suppress(Exception):
-                    close_trial(ctx, slot.trial, slot.run_id, TrialState.FAIL, reason=reason)
-            return 1
 
-    def _all(self) -> range:
-        return range(len(self.slots) * len(self.seeds))
+    def _epoch(self) -> None:
+        """Train one epoch of every live member and record it."""
+        assert self.population is not None
+        n = len(self.slots) * self.width
+        freeze(self.population, [self.slots[i // self.width] is not None for i in range(n)])
+        with self.ctx.clock.part("train"):
+            result = self.population.train_epoch()
+        self.ctx.clock.trial_epochs += len(self.live())
+        self._advance(result)
 
-    def _slot_of(self, member: int) -> _Slot | None:
-        return self.slots[member // len(self.seeds)]
+    def _failed(self, err: Exception) -> bool:
+        """Record the live trials FAIL after `err`; whether the worker goes on."""
+        ctx = self.ctx
+        reason = mask_text(f"{type(err).__name__}: {err}")  # MLflow's errors quote its URL
+        trace = mask_text(traceback.format_exc())
+        if len(self.slots) > 1:
+            ctx.log(f"population failed: {reason}\n{trace}")
+            self._fail_live(reason)
+            return False
+        for slot in self.live():  # a population of one: its trial alone failed
+            ctx.log(f"trial {slot.trial.number} failed: {reason}\n{trace}")
+            close_trial(ctx, slot.trial, slot.run_id, TrialState.FAIL, reason=reason)
+            self.slots = [None]
+            self.population = None
+            try:
+                with ctx.clock.part("progress"):
+                    self._ended(slot.trial, TrialState.FAIL)
+            except _GiveUp:
+                return False
+        return True
+
+    def _fail_live(self, reason: str) -> None:
+        for slot in self.live():
+            with contextlib.suppress(Exception):
+                close_trial(self.ctx, slot.trial, slot.run_id, TrialState.FAIL, reason=reason)
 
     # -- filling slots ---------------------------------------------------------------------
 
     def _fill(self) -> bool:
-        """Put a new trial in every empty slot; True when the budget (or time) is used up."""
-        pending: list[tuple[int, Any]] = []
+        """Put a new trial in every empty slot and build the members still to be built;
+        True when the budget (or time) is used up."""
         exhausted = False
         for k in range(len(self.slots)):
             if self.slots[k] is not None:
                 continue
             with self.ctx.clock.part("start trials"):
-                opened = self._open(k)
-            if opened is None:
+                slot = self._open(k)
+            if slot is None:
                 exhausted = True
                 break
-            slot, typed = opened
             self.slots[k] = slot
-            pending.append((k, typed))
         with self.ctx.clock.part("build"):
-            self._build(pending)
+            self._build([k for k, s in enumerate(self.slots) if s is not None and s.fresh])
         return exhausted
 
-    def _build(self, pending: list[tuple[int, Any]]) -> None:
-        """Build the population on the first fill; refill its freed members afterwards."""
-        if self.population is None and pending:
+    def _build(self, pending: list[int]) -> None:
+        """Build the population on the first fill (and every time for a population of one,
+        as a run alone is built); refill the freed members of a larger one afterwards."""
+        if not pending:
+            return
+        if self.population is None:
             # First fill: the population is as large as the trials it got (a budget smaller
             # than P leaves no idle members).
             self.slots = self.slots[: len(pending)]
+        if self.population is None or len(self.slots) == 1:
+            slots = self.live()
             self.population = build(
-                self.slots[0].runs[0].run.variant,  # type: ignore[union-attr]
-                [typed for _, typed in pending for _ in self.seeds],
+                slots[0].variant,
+                [s.typed for s in slots for _ in s.runs],
                 self.ctx.data,
-                seeds=[s for _ in pending for s in self.seeds],
+                seeds=[run.run.seed for s in slots for run in s.runs],
                 device=self.ctx.device,
                 batch_size=self.ctx.settings.batch_size,
             )
-        elif self.population is not None:
-            for k, typed in pending:
-                for member, seed in zip(self.slots[k].index, self.seeds):  # type: ignore[union-attr]
-                    refill(self.population, member, typed, seed)
+        else:
+            for k in pending:
+                slot = self.slots[k]
+                assert slot is not None
+                for member, run in zip(slot.index, slot.runs):
+                    refill(self.population, member, slot.typed, run.run.seed)
+        for k in pending:
+            self.slots[k].fresh = False  # type: ignore[union-attr]
 
-    def _open(self, k: int) -> tuple[_Slot, Any] | None:
+    def _open(self, k: int) -> _Slot | None:
         """The next trial for slot `k`, opened (config suggested, MLflow run started), or None
         when the budget is used up. A trial that fails to open is recorded FAIL and the next
         is taken."""
         ctx = self.ctx
-        failures = 0
         while True:
             trial = take_trial(ctx)
             if trial is None:
@@ -571,10 +516,11 @@ class _PopulationRunner:
             try:
                 with signals_deferred():
                     variant, typed, run_id = open_trial(ctx, trial)
-                if self.population is not None and variant != self.population.name:
+                shared = self.population is not None and len(self.slots) > 1
+                if shared and variant != self.population.name:  # type: ignore[union-attr]
                     raise ValueError(
                         f"trial {trial.number} is a {variant} run; this population trains "
-                        f"{self.population.name} (a space with one trainable is needed)"
+                        f"{self.population.name} (a space with one trainable is needed)"  # type: ignore[union-attr]
                     )
             except KeyboardInterrupt:
                 interrupt_trial(ctx, trial, run_id)
@@ -583,85 +529,82 @@ class _PopulationRunner:
                 reason = mask_text(f"{type(err).__name__}: {err}")
                 ctx.log(f"trial {trial.number} failed: {reason}")
                 close_trial(ctx, trial, run_id, TrialState.FAIL, reason=reason)
-                self._ended(trial)
-                failures += 1
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise RuntimeError(f"{failures} trials failed to start in a row") from err
+                self._ended(trial, TrialState.FAIL)
                 continue
             self.beats.add(trial_id(ctx.study, ctx.storage, trial.number))
-            runs = [
-                MemberRun(
-                    variant, typed, seed, ctx.settings, ctx.data.split_note, rule_for(ctx.data)
-                )
-                for seed in self.seeds
-            ]
-            index = [k * len(self.seeds) + j for j in range(len(self.seeds))]
-            return _Slot(trial, run_id, index, runs), typed
+            seeds, queue = self.seeds[: self.width], self.seeds[self.width :]
+            index = [k * self.width + j for j in range(self.width)]
+            runs = [self._member_run(variant, typed, seed) for seed in seeds]
+            return _Slot(trial, run_id, variant, typed, index, runs, queue)
+
+    def _member_run(self, variant: str, typed: TrainableParams, seed: int) -> MemberRun:
+        ctx = self.ctx
+        return MemberRun(
+            variant, typed, seed, ctx.settings, ctx.data.split_note, rule_for(ctx.data)
+        )
 
     # -- one epoch's results ---------------------------------------------------------------
 
     def _advance(self, result: EpochResult) -> None:
         """Record the epoch for every live trial; score the due ones in one batch; end the
-        trials that diverged, were pruned or completed."""
-        self.grids = _EpochSamples(self.population)  # type: ignore[arg-type]
-        due: list[int] = []
-        for k, slot in enumerate(self.slots):
-            if slot is None:
-                continue
+        seeds and trials that diverged, were pruned or completed."""
+        assert self.population is not None
+        self.grids = _EpochSamples(self.population)
+        due: list[_Slot] = []
+        for slot in self.live():
             diverged = [run.add_epoch(result, i) for run, i in zip(slot.runs, slot.index)]
             if any(diverged):
-                self._end(k, "diverged")
+                self._end(slot, "diverged")
             elif slot.runs[0].due:
-                due.append(k)
+                due.append(slot)
         if not due:
             return
-        slots = [self.slots[k] for k in due]
-        picked = [i for s in slots for i in s.index]  # type: ignore[union-attr]
         with self.ctx.clock.part("score"):
             scores = score_members(
-                self.population,  # type: ignore[arg-type]
+                self.population,
                 self.ctx.data,
                 result,
                 n_eval=self.ctx.settings.n_eval,
-                exact=[s.runs[0].exact for s in slots for _ in s.index],  # type: ignore[union-attr]
-                extra=[s.runs[0].extra for s in slots for _ in s.index],  # type: ignore[union-attr]
-                members=picked,
+                exact=[s.runs[0].exact for s in due for _ in s.index],
+                extra=[s.runs[0].extra for s in due for _ in s.index],
+                members=[i for s in due for i in s.index],
             )
         rows = iter(scores)
-        metric = self.ctx.metric
-        multi = len(self.seeds) > 1
-        clock = self.ctx.clock
-        for k, slot in zip(due, slots):
-            assert slot is not None
-            diverged = False
-            values = []
-            logged: dict[str, float] = {}
-            for run in slot.runs:
-                row = next(rows)
-                diverged |= run.add_scores(row)
-                logged.update(epoch_metrics(run.run.seed, multi, row))
-                values.append(float(row.get(metric, math.nan)))
-            with clock.part("mlflow metrics"):  # one call per trial and epoch, all its seeds
-                self.ctx.tracker.log_metrics(slot.run_id, logged, slot.runs[0].epoch)
-            if diverged:
-                self._end(k, "diverged")
-                continue
-            with clock.part("optuna report"):
-                reason = judge(
-                    self.ctx, slot.trial, slot.step, float(np.mean(values)), notify=False
-                )
-            slot.step += 1
-            if reason is not None:
-                self._end(k, reason)
-            elif slot.runs[0].last:
-                self._end(k, None)
+        for slot in due:
+            self._report(slot, [next(rows) for _ in slot.runs])
         epoch_done(self.ctx)  # one progress redraw per epoch, not one per trial
 
-    def _end(self, k: int, reason: str | None) -> None:
-        """Finish trial `k`: artifacts and seed summaries, then tell the study how it ended
-        (reason None: completed; 'diverged' or a pruning reason: PRUNED) and free the slot."""
-        ctx, slot = self.ctx, self.slots[k]
-        assert slot is not None and self.population is not None
+    def _report(self, slot: _Slot, rows: list[dict[str, float]]) -> None:
+        """One scored epoch of one trial: logged, reported to the pruner, judged."""
+        clock = self.ctx.clock
+        diverged = False
+        for run, row in zip(slot.runs, rows):
+            diverged |= run.add_scores(row)
+        if diverged:  # samples off the data's scale: not logged, as a run alone does not
+            self._end(slot, "diverged")
+            return
+        multi = len(self.seeds) > 1
+        logged: dict[str, float] = {}
+        for run, row in zip(slot.runs, rows):
+            logged.update(epoch_metrics(run.run.seed, multi, row))
+        with clock.part("mlflow metrics"):  # one call per trial and epoch, all its seeds
+            self.ctx.tracker.log_metrics(slot.run_id, logged, slot.runs[0].epoch)
+        value = float(np.mean([row.get(self.ctx.metric, math.nan) for row in rows]))
+        with clock.part("optuna report"):
+            reason = judge(self.ctx, slot.trial, slot.step, value, notify=False)
+        slot.step += 1
+        _test_hang(slot.trial)
+        if reason is not None:
+            self._end(slot, reason)
+        elif slot.runs[0].last:
+            self._end(slot, None)
+
+    def _end(self, slot: _Slot, reason: str | None) -> None:
+        """The seeds training in `slot` have ended: their artifacts and summaries are
+        recorded; then the trial's next seed starts, or the study is told how the trial ended
+        (reason None: completed; 'diverged' or a pruning reason: PRUNED) and the slot is
+        freed."""
+        ctx = self.ctx
         for run in slot.runs:
             if reason is not None and run.run.status == "finished":
                 run.run.status = "stopped"
@@ -670,6 +613,11 @@ class _PopulationRunner:
         with ctx.clock.part("artifacts"):
             for res in results:
                 record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
+        slot.histories += [r.history for r in results]
+        if reason is None and slot.queue:  # seed after seed: the next one
+            slot.runs = [self._member_run(slot.variant, slot.typed, slot.queue.pop(0))]
+            slot.fresh = True
+            return
         if reason == "diverged":
             detail = next((r.reason for r in results if r.status == "diverged"), None)
             if detail:
@@ -677,23 +625,28 @@ class _PopulationRunner:
         if reason is None:
             try:
                 with ctx.clock.part("objective"):
-                    values = objective_values(
-                        ctx, slot.trial, slot.run_id, [r.history for r in results]
-                    )
+                    values = objective_values(ctx, slot.trial, slot.run_id, slot.histories)
             except Stop as stop:
                 reason = stop.reason
+        state = TrialState.COMPLETE if reason is None else TrialState.PRUNED
         with ctx.clock.part("close trial"):
             if reason is None:
-                close_trial(ctx, slot.trial, slot.run_id, TrialState.COMPLETE, values=values)
+                close_trial(ctx, slot.trial, slot.run_id, state, values=values)
             else:
-                close_trial(ctx, slot.trial, slot.run_id, TrialState.PRUNED, reason=reason)
-        self.slots[k] = None
+                close_trial(ctx, slot.trial, slot.run_id, state, reason=reason)
+        self.slots = [None if s is slot else s for s in self.slots]
         with ctx.clock.part("progress"):
-            self._ended(slot.trial)
+            self._ended(slot.trial, state)
 
-    def _ended(self, trial: optuna.Trial) -> None:
+    def _ended(self, trial: optuna.Trial, state: TrialState) -> None:
+        """A trial has ended: its heartbeat stops, the display hears of it; after
+        MAX_CONSECUTIVE_FAILURES failures in a row, `_GiveUp`."""
         ctx = self.ctx
         ended = trial_id(ctx.study, ctx.storage, trial.number)
         self.beats.remove(ended)
         if self.on_trial_end is not None:
             self.on_trial_end(ctx.study, ctx.storage.get_trial(ended))
+        self.failures = self.failures + 1 if state == TrialState.FAIL else 0
+        if self.failures >= MAX_CONSECUTIVE_FAILURES:
+            ctx.log(f"worker {worker_id()}: {self.failures} trials failed in a row; stopping")
+            raise _GiveUp(f"{self.failures} trials failed in a row")

@@ -117,7 +117,9 @@ def run_worker(
     ctx.tracker = QueuedTracker(ctx.tracker, lock_dir=writer_lock_dir(spec.lock_path))
     try:
         ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
-        return run_trials(ctx, on_trial_end=on_trial_end)
+        # --population 1 trains a trial's seeds one after another (and the pruner sees each
+        # one's epochs); a population (or auto) trains them side by side
+        return run_trials(ctx, seed_after_seed=spec.population == 1, on_trial_end=on_trial_end)
     finally:
         with ctx.clock.part("drain writer"):
             for error in ctx.tracker.close(ctx.log):
