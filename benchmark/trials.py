@@ -570,19 +570,26 @@ class _PopulationRunner:
                 members=[i for s in due for i in s.index],
             )
         rows = iter(scores)
+        ending = []
         for slot in due:
-            self._report(slot, [next(rows) for _ in slot.runs])
-        epoch_done(self.ctx)  # one progress redraw per epoch, not one per trial
+            ends, reason = self._report(slot, [next(rows) for _ in slot.runs])
+            if ends:
+                ending.append((slot, reason))
+        # one progress redraw per epoch, not one per trial; before the trials that end in it
+        # are told (the display shows their last epoch, then their end)
+        epoch_done(self.ctx)
+        for slot, reason in ending:
+            self._end(slot, reason)
 
-    def _report(self, slot: _Slot, rows: list[dict[str, float]]) -> None:
-        """One scored epoch of one trial: logged, reported to the pruner, judged."""
+    def _report(self, slot: _Slot, rows: list[dict[str, float]]) -> tuple[bool, str | None]:
+        """One scored epoch of one trial: logged, reported to the pruner, judged. Whether its
+        seeds end now, and why (None: completed)."""
         clock = self.ctx.clock
         diverged = False
         for run, row in zip(slot.runs, rows):
             diverged |= run.add_scores(row)
         if diverged:  # samples off the data's scale: not logged, as a run alone does not
-            self._end(slot, "diverged")
-            return
+            return True, "diverged"
         multi = len(self.seeds) > 1
         logged: dict[str, float] = {}
         for run, row in zip(slot.runs, rows):
@@ -594,10 +601,7 @@ class _PopulationRunner:
             reason = judge(self.ctx, slot.trial, slot.step, value, notify=False)
         slot.step += 1
         _test_hang(slot.trial)
-        if reason is not None:
-            self._end(slot, reason)
-        elif slot.runs[0].last:
-            self._end(slot, None)
+        return reason is not None or slot.runs[0].last, reason
 
     def _end(self, slot: _Slot, reason: str | None) -> None:
         """The seeds training in `slot` have ended: their artifacts and summaries are

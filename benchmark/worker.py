@@ -77,16 +77,19 @@ def run_worker(
     spec: WorkerSpec,
     *,
     on_trial_end: OnTrialEnd | None = None,
+    storage: optuna.storages.BaseStorage | None = None,
     data: Dataset | None = None,
     tracker: Any = None,
     on_epoch: Callable[[], None] | None = None,
 ) -> int:
     """Take trials until the budget or the deadline is reached; returns the exit code.
 
-    KeyboardInterrupt propagates after the running trial is recorded.
+    `storage`, `data` and `tracker`: the in-process worker of `benchmark.study` shares those
+    its caller has open. KeyboardInterrupt propagates after the running trials are recorded.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(spec.storage)
+    if storage is None:
+        storage = open_storage(spec.storage)
     settings = Settings(**spec.settings)
     study = load_worker_study(spec, storage, settings)
     fail_stale(study)  # a trial whose worker went silent elsewhere is room for this one
