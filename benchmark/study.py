@@ -214,7 +214,7 @@ class StudyPlan:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argparse parser."""
+    """The CLI's argparse parser (long: one flat add_argument per flag, no logic)."""
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.study",
@@ -834,7 +834,11 @@ def run_plan(
 def _run_plan(
     plan: StudyPlan, *, stream: Any = None, prepare: Callable[[Any], None] | None = None
 ) -> int:
-    """run_plan's body, run with the caller's SIGINT handler restored afterwards."""
+    """run_plan's body, run with the caller's SIGINT handler restored afterwards.
+
+    About 90 lines: the main job's steps in the order they must happen (checks before anything
+    is written, the MLflow parent run before any worker); each step is one call.
+    """
     # The training side (torch, POT, MLflow, the trainables) is imported once the arguments
     # are checked, so that --help and bad input answer fast.
     from benchmark.launcher import (
@@ -879,23 +883,7 @@ def _run_plan(
         print(f"re-queued trial(s) {recovered} left running by a dead worker", file=sys.stderr)
     if prepare is not None:
         prepare(study)
-    spec = WorkerSpec(
-        study_name=plan.study_name,
-        storage=str(Path(plan.storage).absolute()) if "://" not in plan.storage else plan.storage,
-        space=plan.space,
-        objective=plan.objective,
-        sampler=plan.sampler,
-        pruner=plan.pruner,
-        trials=plan.trials,
-        settings=dataclasses.asdict(plan.settings),
-        tracking_uri=tracker.tracking_uri,
-        lock_path=str(lock.absolute()),
-        overrides=plan.overrides,
-        deadline=time.time() + plan.timeout if plan.timeout else None,
-        device=device_spec,
-        population=plan.population,
-        sampler_seed=plan.sampler_seed,
-    )
+    spec = _worker_spec(plan, tracker.tracking_uri, lock, device_spec)
     progress = StudyProgress(
         study,
         plan.trials,
@@ -936,6 +924,43 @@ def _run_plan(
         code = interrupt_exit_code(err)
     progress.update()
     progress.close()  # after Ctrl-C the bar's line is still open: end it
+    _finish(plan, study, parent, tracker, lock, code, time.perf_counter() - started)
+    return code
+
+
+def _worker_spec(plan: StudyPlan, tracking_uri: str, lock: Path, device: str) -> WorkerSpec:
+    """What every worker of this invocation gets (in-process or forked)."""
+    return WorkerSpec(
+        study_name=plan.study_name,
+        storage=str(Path(plan.storage).absolute()) if "://" not in plan.storage else plan.storage,
+        space=plan.space,
+        objective=plan.objective,
+        sampler=plan.sampler,
+        pruner=plan.pruner,
+        trials=plan.trials,
+        settings=dataclasses.asdict(plan.settings),
+        tracking_uri=tracking_uri,
+        lock_path=str(lock.absolute()),
+        overrides=plan.overrides,
+        deadline=time.time() + plan.timeout if plan.timeout else None,
+        device=device,
+        population=plan.population,
+        sampler_seed=plan.sampler_seed,
+    )
+
+
+def _finish(
+    plan: StudyPlan,
+    study: optuna.Study,
+    parent: str,
+    tracker: Any,
+    lock: Path,
+    code: int,
+    seconds: float,
+) -> None:
+    """After the workers: MLflow brought in line with the study, best.json, the ending."""
+    from benchmark.launcher import mark_invocation  # the training side: see _run_plan
+
     _wait_for_writers(lock)
     _close_stale_runs(tracker, parent, study)
     _account_artifacts(tracker, parent, study)
@@ -945,7 +970,7 @@ def _run_plan(
     _log_best_metrics(tracker, parent, doc)
     mark_invocation(tracker, parent, "ended")
     tracker.end_study(parent, status)
-    _print_counts(plan, doc, time.perf_counter() - started)
+    _print_counts(plan, doc, seconds)
     _print_best(plan, path, doc["best"])
     if code in INTERRUPTED_CODES:
         print(
@@ -954,7 +979,6 @@ def _run_plan(
             file=sys.stderr,
         )
     _print_next(plan, tracker.tracking_uri)
-    return code
 
 
 def _writable_study_folder(plan: StudyPlan) -> Path:

@@ -2,7 +2,7 @@
 
 Every trainable is a *population*: P members of the same variant trained at once, each with
 its own hyperparameters (held as tensors), its own seed and its own random streams. A single
-run is a population of one, so the batched path and the one-trial path share one copy of the
+run is a population of one, so a study's populations and a run alone share one copy of the
 math. Trainables never import optuna or mlflow: the harness scores them and decides pruning.
 """
 
