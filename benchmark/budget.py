@@ -16,6 +16,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from benchmark import records
 from benchmark.spec import WorkerSpec, worker_id
 
 __all__ = [
@@ -58,7 +59,7 @@ def budget_counts(trials: Sequence[FrozenTrial]) -> dict[str, int]:
 
 def known_params(trial: FrozenTrial) -> dict[str, Any]:
     """Params fixed at enqueue time plus those already suggested."""
-    return {**trial.user_attrs.get("fixed", {}), **trial.params}
+    return {**trial.user_attrs.get(records.FIXED, {}), **trial.params}
 
 
 def room_left(trials: Sequence[FrozenTrial], spec: WorkerSpec, *, running: bool = True) -> bool:
@@ -95,12 +96,14 @@ def acquire_trial(study: optuna.Study, spec: WorkerSpec, space: Any) -> optuna.T
         if not any(t.state == TrialState.WAITING for t in trials):
             live = [known_params(t) for t in trials if t.state in COUNTED_STATES]
             fixed = space.next_fixed(live)
-            study.enqueue_trial(fixed, user_attrs={"fixed": fixed, "worker": worker_id()})
+            study.enqueue_trial(
+                fixed, user_attrs={records.FIXED: fixed, records.WORKER: worker_id()}
+            )
         with warnings.catch_warnings():
             # RDB heartbeats are recorded by this module's own thread (see Heartbeats)
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
             trial = study.ask()
-        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr(records.WORKER, worker_id())
         return trial
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from benchmark import records
 from benchmark.budget import fail_and_retry, room_left
 from benchmark.signals import (
     STOP_SIGNALS,
@@ -108,12 +109,12 @@ def _owned_running(study: optuna.Study, owner: str) -> list[Any]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.user_attrs.get("worker") == owner
+        if t.user_attrs.get(records.WORKER) == owner
     ]
 
 
 def _end_mlflow_run(tracker: Any, trial: Any, outcome: str, reason: str) -> None:
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(records.MLFLOW_RUN_ID)
     if tracker is not None and run_id:
         with contextlib.suppress(Exception):
             tracker.end_trial(run_id, outcome, reason)
@@ -147,7 +148,7 @@ def recover_orphans(study: optuna.Study, storage: Any, *, tracker: Any = None) -
     host = worker_id().rsplit(":", 1)[0]
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get("worker", "")
+        owner = trial.user_attrs.get(records.WORKER, "")
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
             recovered += handle_dead_worker(

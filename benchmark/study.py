@@ -53,6 +53,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from benchmark import records
 from benchmark.artifacts import json_safe
 from benchmark.budget import budget_counts
 from benchmark.cli import HelpFormatter, add_data_dir, add_train_size, parse_overrides
@@ -75,7 +76,6 @@ from benchmark.storage import (
 )
 from benchmark.tracking import TrackingError, connect, environment_tags
 from benchmark.trainable import ParamError
-from benchmark.trainables import params_class
 from benchmark.urls import mask_url
 from benchmark.writer import account_artifacts, wait_for_writers, writer_lock_dir
 from studies import SPACES, SearchSpace, SpaceError, compare, get_space
@@ -346,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(space: SearchSpace, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Typed, validated --param values (ParamError naming the param and its range)."""
+    # the trainables (and scipy, for Mixture's t-measures) load only when params are given:
+    # --help and most argument errors answer without them
+    from benchmark.trainables import params_class
+
     variants = [space.TRAINABLE] if space.TRAINABLE is not None else list(compare.CHOICES)
     typed: dict[str, Any] = {}
     for key, value in raw.items():
@@ -514,20 +518,20 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
         "overrides": plan.overrides,
     }
     diffs = []
-    if plan.sampler_seed != attrs.get("sampler_seed"):
+    stored_seed = attrs.get(records.STUDY_SAMPLER_SEED)
+    if plan.sampler_seed != stored_seed:
         diffs.append(
-            f"sampler seed: stored {attrs.get('sampler_seed')!r}, asked {plan.sampler_seed!r} "
-            "(--sampler-seed)"
+            f"sampler seed: stored {stored_seed!r}, asked {plan.sampler_seed!r} (--sampler-seed)"
         )
     stored = {
-        "space": attrs.get("space"),
-        "objective": attrs.get("objective"),
-        "settings": _settings_key(attrs.get("settings", {})),
-        "overrides": attrs.get("overrides", {}),
+        "space": attrs.get(records.STUDY_SPACE),
+        "objective": attrs.get(records.STUDY_OBJECTIVE),
+        "settings": _settings_key(attrs.get(records.STUDY_SETTINGS, {})),
+        "overrides": attrs.get(records.STUDY_OVERRIDES, {}),
     }
     if plan.settings.seeds > 1:
         steps = _trial_steps(plan.population)
-        stored_steps = attrs.get("trial_steps", _trial_steps(1))
+        stored_steps = attrs.get(records.STUDY_TRIAL_STEPS, _trial_steps(1))
         if steps != stored_steps:
             diffs.append(
                 f"pruning steps: stored {stored_steps!r}, asked {steps!r} (with --seeds > 1 "
@@ -590,9 +594,9 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         attrs = _wait_for_parent(
             storage, storage.get_study_id_from_name(plan.study_name), plan.study_name
         )
-        if "space" in attrs:
+        if records.STUDY_SPACE in attrs:
             check_resume(plan, attrs)
-    resumed = "space" in attrs
+    resumed = records.STUDY_SPACE in attrs
     tags = {
         "space": plan.space,
         "objective": plan.objective,
@@ -602,7 +606,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         "storage": _mask(plan.storage),
         "sampler_seed": str(plan.sampler_seed),
     }
-    parent = attrs.get("mlflow_parent_run_id")
+    parent = attrs.get(records.STUDY_PARENT_RUN)
     if parent is not None and tracker.resume_study(parent):
         tracker.set_tags(parent, tags)
         return study, parent, resumed
@@ -614,16 +618,16 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
     }
     parent = tracker.start_study(plan.study_name, tags=tags, params=params)
     if not resumed:
-        study.set_user_attr("space", plan.space)
-        study.set_user_attr("objective", plan.objective)
-        study.set_user_attr("settings", dataclasses.asdict(plan.settings))
-        study.set_user_attr("overrides", plan.overrides)
-        study.set_user_attr("trial_steps", _trial_steps(plan.population))
-        study.set_user_attr("sampler_seed", plan.sampler_seed)
-        study.set_user_attr("intermediate_metric", _intermediate(plan))
+        study.set_user_attr(records.STUDY_SPACE, plan.space)
+        study.set_user_attr(records.STUDY_OBJECTIVE, plan.objective)
+        study.set_user_attr(records.STUDY_SETTINGS, dataclasses.asdict(plan.settings))
+        study.set_user_attr(records.STUDY_OVERRIDES, plan.overrides)
+        study.set_user_attr(records.STUDY_TRIAL_STEPS, _trial_steps(plan.population))
+        study.set_user_attr(records.STUDY_SAMPLER_SEED, plan.sampler_seed)
+        study.set_user_attr(records.STUDY_INTERMEDIATE_METRIC, _intermediate(plan))
         _name_metrics(study, plan.objective)
-    study.set_user_attr("mlflow_parent_run_id", parent)
-    study.set_user_attr("mlflow_tracking_uri", _mask(tracker.tracking_uri))
+    study.set_user_attr(records.STUDY_PARENT_RUN, parent)
+    study.set_user_attr(records.STUDY_TRACKING_URI, _mask(tracker.tracking_uri))
     return study, parent, resumed
 
 
@@ -644,7 +648,7 @@ def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + PARENT_WAIT_SECONDS
     while True:
         attrs = storage.get_study_user_attrs(study_id)
-        if "mlflow_parent_run_id" in attrs:
+        if records.STUDY_PARENT_RUN in attrs:
             return attrs
         if time.monotonic() >= deadline:
             print(
@@ -699,16 +703,16 @@ def storage_tag(url: str) -> str:
 
 
 def _trial_entry(trial: Any, metric_names: Sequence[str]) -> dict[str, Any]:
-    config = trial.user_attrs.get("config", {})
+    config = trial.user_attrs.get(records.CONFIG, {})
     return {
         "trial": trial.number,
         "values": dict(zip(metric_names, trial.values)),
         "trainable": config.get("trainable"),
         "params": config.get("params", {}),
         "suggested": trial.params,
-        "seeds": trial.user_attrs.get("seeds", []),
-        "final": trial.user_attrs.get("final", {}),
-        "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+        "seeds": trial.user_attrs.get(records.SEEDS, []),
+        "final": trial.user_attrs.get(records.FINAL, {}),
+        "mlflow_run_id": trial.user_attrs.get(records.MLFLOW_RUN_ID),
     }
 
 
@@ -859,7 +863,7 @@ def _run_plan(
         print(repair_journal(Path(plan.storage)), file=sys.stderr)
     storage = open_storage(plan.storage)  # StorageError: bad, damaged or unreachable
     attrs = _existing_study_attrs(storage, plan.study_name)
-    if attrs is not None and "space" in attrs:
+    if attrs is not None and records.STUDY_SPACE in attrs:
         check_resume(plan, attrs)  # before anything is written
     lock = _writable_study_folder(plan)  # UsageError: read-only results/
     in_process = plan.gpus is None and plan.workers == 1
@@ -870,7 +874,7 @@ def _run_plan(
     with _quiet_mlflow_db_setup():
         tracker = connect(plan.tracking_uri)  # TrackingError: exit 2
     if attrs is not None:
-        stale = close_stale_parent(tracker, attrs.get("mlflow_parent_run_id"))
+        stale = close_stale_parent(tracker, attrs.get(records.STUDY_PARENT_RUN))
         if stale:
             print(stale, file=sys.stderr)
     study, parent, resumed = _open_study(plan, storage, tracker)
@@ -1108,7 +1112,7 @@ def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
     Tracker.close_stale_trials), so the MLflow UI agrees with the study."""
     outcomes = {}
     for t in study.get_trials(deepcopy=False):
-        reason = str(t.user_attrs.get("reason", ""))
+        reason = str(t.user_attrs.get(records.REASON, ""))
         if t.state == TrialState.FAIL:
             outcome = "INTERRUPTED" if reason.startswith("interrupted") else "FAIL"
         elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
