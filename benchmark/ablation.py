@@ -83,24 +83,33 @@ def enqueue_missing(study: Any, design: designs.AblationSpace) -> list[dict[str,
     return added
 
 
-def _study_argv(args: argparse.Namespace, design: designs.AblationSpace) -> list[str]:
-    argv = [
-        "--space", design.name, "--trials", str(len(design.cells())),
-        "--objective", "wasserstein", "--sampler", "random", "--pruner", "none",
-        "--storage", args.storage,
-    ]  # fmt: skip
-    flags = ("epochs", "seeds", "dataset", "data_dir", "tracking_uri", "workers", "population")
-    for flag in flags:
-        value = getattr(args, flag)
-        if value is not None:
-            argv += ["--" + flag.replace("_", "-"), str(value)]
-    if args.train_size is not None:
-        argv += ["--setting", f"train_size={args.train_size}"]
-    if args.n_eval is not None:
-        argv += ["--setting", f"n_eval={args.n_eval}"]
-    for item in args.setting:
-        argv += ["--setting", item]
-    return argv
+def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> Any:
+    """The study of `design`: every cell once, random order, no pruning (a StudyPlan)."""
+    from benchmark import study as study_cli
+    from benchmark.cli import parse_overrides
+    from benchmark.settings import setting_changes
+    from benchmark.trainable import ParamError
+
+    assignments = parse_overrides(args.setting, "--setting", "n_eval=500", error=ParamError)
+    # --train-size and --n-eval act as --setting items given first: a --setting of one wins
+    first = {"train_size": args.train_size, "n_eval": args.n_eval}
+    flags = {"epochs": args.epochs, "seeds": args.seeds, "dataset": args.dataset}
+    flags["data_dir"] = args.data_dir
+    changes = {k: v for k, v in first.items() if v is not None}
+    changes.update(setting_changes(assignments, flags))
+    population = 1 if args.population is None else study_cli.population_arg(args.population)
+    return study_cli.StudyPlan.create(
+        design.name,
+        trials=len(design.cells()),
+        objective="wasserstein",
+        sampler="random",
+        pruner="none",
+        settings=changes,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        workers=args.workers,
+        population=population,
+    )
 
 
 def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple[Any, int]:
@@ -108,10 +117,9 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
     import optuna
 
     from benchmark import study as study_cli
-    from benchmark.worker import open_storage
+    from benchmark.storage import open_storage
 
-    parser = study_cli.build_parser()
-    plan = study_cli.plan_from_args(parser.parse_args(_study_argv(args, design)))
+    plan = _study_plan(args, design)
     if plan.settings.seeds < 2:
         raise UsageError(
             f"--seeds {plan.settings.seeds}: an ablation needs at least 2 seeds per cell to "
@@ -221,10 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmark.reporting.ablation import write_ablation_report
     from benchmark.reporting.load import ReportError, load_study_data
     from benchmark.settings import SettingsError
+    from benchmark.storage import StorageError
     from benchmark.study import UsageError as StudyUsageError
     from benchmark.tracking import TrackingError
     from benchmark.trainable import ParamError
-    from benchmark.worker import StorageError
     from studies import SpaceError
 
     parser = build_parser()

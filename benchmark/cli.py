@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HelpFormatter", "add_deprecated_alias"]
+__all__ = ["HelpFormatter", "add_deprecated_alias", "parse_overrides"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -85,3 +85,19 @@ def add_train_size(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="use only N training samples, a seeded subset (default: all)",
     )
+
+
+def parse_overrides(
+    items: Sequence[str],
+    flag: str = "--param",
+    example: str = "alpha=0.3",
+    error: type[ValueError] = ValueError,
+) -> dict[str, str]:
+    """['alpha=0.3', ...] -> {'alpha': '0.3'}; `error` naming `flag` for malformed items."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise error(f"{flag} {item!r} is not of the form name=value (e.g. {example})")
+        out[key.strip()] = value.strip()
+    return out

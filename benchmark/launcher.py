@@ -9,7 +9,7 @@ the same from the launcher for local workers, and from Optuna's heartbeat for wo
 elsewhere. Ctrl-C is forwarded once to every worker, which records its trial FAIL and its
 MLflow run KILLED before exiting; SIGTERM and SIGHUP stop the study the same way.
 
-Workers never outlive their launcher: each watches the launcher (`worker.watch_launcher`) and,
+Workers never outlive their launcher: each watches the launcher (`signals.watch_launcher`) and,
 when it dies (SIGKILL, OOM), records its trial FAIL and exits; the fork server exits by itself
 then. The study's MLflow parent run, which nobody could end, is closed by the next invocation
 (`close_stale_parent`).
@@ -33,17 +33,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from benchmark.worker import (
+from benchmark import records
+from benchmark.budget import fail_and_retry, room_left
+from benchmark.signals import (
     STOP_SIGNALS,
     Interrupted,
-    WorkerSpec,
     describe_interrupt,
-    fail_and_retry,
     interrupt_exit_code,
-    process_main,
     signals_as_interrupt,
-    worker_id,
 )
+from benchmark.spec import WorkerSpec, pid_alive, worker_id
+from benchmark.worker import process_main
 
 __all__ = [
     "Slot",
@@ -53,7 +53,6 @@ __all__ = [
     "handle_dead_worker",
     "launch",
     "mark_invocation",
-    "pid_alive",
     "recover_orphans",
     "visible_device",
     "warm_up",
@@ -106,27 +105,16 @@ def cpu_slots(workers: int) -> list[Slot]:
     return [Slot(f"cpu{k}", "cpu", threads, env) for k in range(workers)]
 
 
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owned_running(study: optuna.Study, owner: str) -> list[Any]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.user_attrs.get("worker") == owner
+        if t.user_attrs.get(records.WORKER) == owner
     ]
 
 
 def _end_mlflow_run(tracker: Any, trial: Any, outcome: str, reason: str) -> None:
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.user_attrs.get(records.MLFLOW_RUN_ID)
     if tracker is not None and run_id:
         with contextlib.suppress(Exception):
             tracker.end_trial(run_id, outcome, reason)
@@ -160,7 +148,7 @@ def recover_orphans(study: optuna.Study, storage: Any, *, tracker: Any = None) -
     host = worker_id().rsplit(":", 1)[0]
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = trial.user_attrs.get("worker", "")
+        owner = trial.user_attrs.get(records.WORKER, "")
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
             recovered += handle_dead_worker(
@@ -333,7 +321,8 @@ def launch(
                     if code == 2:  # bad configuration: replacing it would fail the same way
                         worst = max(worst, 2)
                         continue
-                    if _budget_left(study, spec) and replacements < 2 * len(slots):
+                    wanted = room_left(study.get_trials(deepcopy=False), spec, running=False)
+                    if wanted and replacements < 2 * len(slots):
                         replacements += 1
                         workers.append(_start(spec, w.slot, len(slots) + replacements))
                         log(f"started replacement worker {workers[-1].owner} on {w.slot.label}")
@@ -345,15 +334,6 @@ def launch(
             _shutdown(workers, study, storage, tracker, log, err)
             return interrupt_exit_code(err)
     return worst
-
-
-def _budget_left(study: optuna.Study, spec: WorkerSpec) -> bool:
-    if spec.deadline is not None and time.time() >= spec.deadline:
-        return False
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    if TrialState.WAITING in states:
-        return True
-    return sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) < spec.trials
 
 
 def _shutdown(

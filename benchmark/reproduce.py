@@ -215,10 +215,10 @@ def _train_population(
     checkpoint_every: int,
     budget: list[int | None],
 ) -> list[SeedRun] | None:
-    from benchmark.population import set_active
     from benchmark.progress import Progress
     from benchmark.runner import MemberRun, score_members
     from benchmark.trainables import build, params_class
+    from benchmark.trainables.core import freeze
 
     seeds = settings.seed_list()
     typed = params_class(trainable).from_mapping(_params(paper, trainable))
@@ -262,7 +262,7 @@ def _train_population(
             if budget[0] <= 0:
                 return None
             budget[0] -= 1
-        set_active(population, live)
+        freeze(population, live)
         result = population.train_epoch()
         epoch += 1
         for i, member in enumerate(members):

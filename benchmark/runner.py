@@ -183,8 +183,8 @@ class MemberRun:
     ) -> None:
         self.settings = settings
         self.rule = rule if rule is not None else DivergenceRule()
-        """When the run has diverged (benchmark.divergence; `rule_for(data)` adds the check of
-        the samples' scale against the data's)."""
+        """When the run has diverged (benchmark.metrics.divergence; `rule_for(data)` adds the
+        check of the samples' scale against the data's)."""
         self.run = RunResult(variant, params.to_dict(), seed, "finished", split_note=split_note)
         self.epoch = 0
         self._g: list[np.ndarray] = []
@@ -211,7 +211,7 @@ class MemberRun:
 
     def add_epoch(self, result: EpochResult, index: int) -> bool:
         """Record member `index`'s losses of one epoch; True when they are not finite or have
-        exploded (the run is then 'diverged', see benchmark.divergence)."""
+        exploded (the run is then 'diverged', see benchmark.metrics.divergence)."""
         self.epoch += 1
         g, d = result.g_losses[index], result.d_losses[index]
         self._g.append(g)
@@ -225,7 +225,7 @@ class MemberRun:
     def add_scores(self, scores: dict[str, float]) -> bool:
         """Record the scores of the epoch just trained; True when its samples were not finite
         (`score_members` then leaves the distances out) or far off the data's scale (the run
-        is then 'diverged', see benchmark.divergence)."""
+        is then 'diverged', see benchmark.metrics.divergence)."""
         scores["epoch"] = float(self.epoch)
         self.run.history.append(scores)
         reason = self.rule.scores(scores, self.epoch)
@@ -264,7 +264,7 @@ def train_run(
 
     `on_epoch(epoch, metrics)` is called after every scored epoch; returning True stops the
     run (status 'stopped'). A run that diverges (non-finite or exploding losses, samples far
-    off the data's scale: benchmark.divergence) ends with status 'diverged'.
+    off the data's scale: benchmark.metrics.divergence) ends with status 'diverged'.
     """
     typed = params_class(variant).from_mapping(params)
     trainable = build(

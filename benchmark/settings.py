@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "setting_changes"]
 
 
 class SettingsError(ValueError):
@@ -68,3 +71,40 @@ class Settings:
 
     def seed_list(self) -> list[int]:
         return [self.base_seed + k for k in range(self.seeds)]
+
+
+def setting_changes(
+    assignments: Mapping[str, str], flags: Mapping[str, object] | None = None
+) -> dict[str, Any]:
+    """Typed changes to a `Settings` from a command line, the one way every CLI builds them:
+    `assignments` ('--setting name=value', split) coerced to each setting's type, then the
+    dedicated `flags` (e.g. {'epochs': args.epochs}; None: not given). SettingsError names an
+    unknown setting or a value of the wrong type."""
+    hints = typing.get_type_hints(Settings)
+    changes: dict[str, Any] = {}
+    for name, value in assignments.items():
+        if name not in hints:
+            raise SettingsError(
+                f"--setting {name}: unknown setting; valid: {', '.join(sorted(hints))}"
+            )
+        changes[name] = _coerce(name, hints[name], value)
+    changes.update({k: v for k, v in (flags or {}).items() if v is not None})
+    return changes
+
+
+def _coerce(name: str, hint: Any, value: str) -> Any:
+    optional = type(None) in typing.get_args(hint)
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if optional and value.lower() in ("none", ""):
+        return None
+    try:
+        if base is bool:
+            low = value.lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return low in ("1", "true", "yes", "on")
+        return base(value)
+    except ValueError:
+        raise SettingsError(
+            f"--setting {name}={value!r} is not a valid {getattr(base, '__name__', base)}"
+        ) from None

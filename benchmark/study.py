@@ -31,26 +31,59 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
+import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
-import typing
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import optuna
+import torch
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from benchmark import records
+from benchmark.artifacts import json_safe
+from benchmark.budget import budget_counts
+from benchmark.cli import HelpFormatter, add_data_dir, add_train_size, parse_overrides
+from benchmark.data import DATASETS, IMAGE_DATASETS, DataError
+from benchmark.objectives import OBJECTIVES, get_objective, intermediate_metric
+from benchmark.progress import StudyProgress, TrialSteps, format_seconds
+from benchmark.settings import Settings, SettingsError, setting_changes
+from benchmark.signals import interrupt_exit_code, signals_as_interrupt
+from benchmark.spec import WorkerSpec
+from benchmark.storage import (
+    JOURNAL_SUFFIXES,
+    PRUNERS,
+    SAMPLERS,
+    StorageError,
+    is_in_memory_sqlite,
+    make_sampler,
+    open_storage,
+    repair_journal,
+    storage_kind,
+)
+from benchmark.tracking import TrackingError, connect, environment_tags
+from benchmark.trainable import ParamError
+from benchmark.urls import mask_url
+from benchmark.writer import account_artifacts, wait_for_writers, writer_lock_dir
+from studies import SPACES, SearchSpace, SpaceError, compare, get_space
 
 __all__ = ["UsageError", "StudyPlan", "build_parser", "main", "plan_from_args", "run_plan"]
 
 DEFAULT_STORAGE = "results/optuna.journal"
 RESULTS_DIR = Path("results") / "studies"
-OBJECTIVES = ("wasserstein", "wasserstein-noise", "cfid", "cfid-noise", "pareto")
-EXACT_EVERY_EPOCH_OBJECTIVES = ("wasserstein", "wasserstein-noise", "pareto")
-"""Objectives whose metric (exact W1) is scored at every epoch by default, to drive pruning."""
 IGNORED_FOR_RESUME = ("device", "data_dir")
 """Settings that may change between sessions of one study (they do not change results)."""
 INTERRUPTED_CODES = (130, 143, 129)
@@ -90,9 +123,85 @@ class StudyPlan:
     out_dir: Path | None = None
     """Folder for best.json; None: results_dir/<study>."""
 
+    @classmethod
+    def create(
+        cls,
+        space: str,
+        *,
+        trials: int = 20,
+        objective: str = "wasserstein",
+        sampler: str = "tpe",
+        pruner: str = "median",
+        settings: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        storage: str = DEFAULT_STORAGE,
+        tracking_uri: str | None = None,
+        gpus: str | None = None,
+        device: str | None = None,
+        workers: int | None = None,
+        timeout: float | None = None,
+        population: int = 1,
+        repair_journal: bool = False,
+        sampler_seed: int | None = None,
+        study_name: str | None = None,
+        out_dir: Path | None = None,
+    ) -> StudyPlan:
+        """A validated plan from typed values (the CLI, benchmark.ablation and the tests
+        build plans this way); raises on bad input without touching any storage.
+
+        `settings`: changes to the space's settings (`setting_changes` builds them from
+        flags); `params`: fixed params (--param), validated against the space's trainables;
+        `gpus`: 'all' or GPU indices like '0,1'; `device`: of the in-process worker (--device);
+        `population`: 0 for auto.
+        """
+        found = get_space(space)
+        n_workers = workers if workers is not None else 1
+        if trials < 1:
+            raise UsageError(f"--trials {trials}: must be >= 1")
+        if n_workers < 1:
+            raise UsageError(f"--workers {workers}: must be >= 1")
+        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+            raise UsageError(f"--timeout {timeout}: must be a positive number of seconds")
+        if device is not None and (gpus is not None or n_workers > 1):
+            raise UsageError(
+                f"--device {device} sets the device of the one in-process worker; worker "
+                "processes run on the CPU (--workers N) or one per GPU (--gpus): drop --device"
+            )
+        plan = cls(
+            space=space,
+            study_name=study_name or "",
+            objective=objective,
+            sampler=sampler,
+            pruner=pruner,
+            trials=trials,
+            settings=_plan_settings(found, objective, {**(settings or {}), "device": device}),
+            overrides={},
+            storage=storage,
+            tracking_uri=tracking_uri,
+            gpus=None,
+            workers=n_workers,
+            timeout=timeout,
+            population=population,
+            repair_journal=repair_journal,
+            sampler_seed=sampler_seed,
+            out_dir=out_dir,
+        )
+        if population != 1 and getattr(found, "TRAINABLE", None) is None:
+            raise UsageError(
+                f"--population trains one trainable's trials together; space {space!r} "
+                "searches over trainables. Use --workers N for it, or one of the "
+                "single-trainable spaces with --population"
+            )
+        plan.settings = _check_objective(plan, found)
+        plan.overrides = _overrides(found, params or {})
+        _check_storage_and_sampler(plan)
+        plan.gpus = _gpus(gpus)
+        plan.study_name = study_name or f"{space}-{plan.settings.dataset}-{objective}"
+        return plan
+
     @property
     def directions(self) -> list[str]:
-        return ["minimize"] * (2 if self.objective == "pareto" else 1)
+        return get_objective(self.objective).directions
 
     @property
     def best_path(self) -> Path:
@@ -105,11 +214,7 @@ class StudyPlan:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argparse parser."""
-    from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
-    from benchmark.data import DATASETS
-    from benchmark.worker import PRUNERS, SAMPLERS
-    from studies import SPACES
+    """The CLI's argparse parser (long: one flat add_argument per flag, no logic)."""
 
     p = argparse.ArgumentParser(
         prog="python -m benchmark.study",
@@ -135,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--objective",
-        choices=OBJECTIVES,
+        choices=tuple(OBJECTIVES),
         default="wasserstein",
         help="wasserstein: exact W1 at the last epoch; wasserstein-noise: the same for RealMix "
         "samples drawn with no real image; cfid / cfid-noise: classifier-FID (digit data); "
@@ -239,63 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _coerce_setting(name: str, hint: Any, value: str) -> Any:
-    optional = type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-    if optional and value.lower() in ("none", ""):
-        return None
-    try:
-        if base is bool:
-            low = value.lower()
-            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(value)
-            return low in ("1", "true", "yes", "on")
-        return base(value)
-    except ValueError:
-        raise UsageError(
-            f"--setting {name}={value!r} is not a valid {getattr(base, '__name__', base)}"
-        ) from None
-
-
-def _settings(space: Any, args: argparse.Namespace) -> Any:
-    from benchmark.data import DATASETS
-    from benchmark.settings import Settings
-
-    hints = typing.get_type_hints(Settings)
-    from benchmark.train import parse_overrides
-
-    extra = parse_overrides(args.setting, "--setting", "n_eval=500")
-    changes: dict[str, Any] = {}
-    for name, value in extra.items():
-        if name not in hints:
-            raise UsageError(
-                f"--setting {name}: unknown setting; valid: {', '.join(sorted(hints))}"
-            )
-        changes[name] = _coerce_setting(name, hints[name], value)
-    flags = ("epochs", "dataset", "seeds", "data_dir", "device", "train_size", "n_eval")
-    for flag in (*flags, "batch_size"):
-        if getattr(args, flag, None) is not None:
-            changes[flag] = getattr(args, flag)
-    if args.objective in EXACT_EVERY_EPOCH_OBJECTIVES and "exact_every_epoch" not in changes:
-        # the pruner then sees the objective's own metric (exact W1) at every scored epoch,
-        # and a pruned trial's value is a W1 like a complete trial's
-        changes["exact_every_epoch"] = True
-    settings = dataclasses.replace(space.SETTINGS, **changes)  # SettingsError when out of range
-    if settings.dataset not in DATASETS:
-        raise UsageError(
-            f"--dataset {settings.dataset!r} is unknown; valid: {', '.join(DATASETS)}"
-        )
-    return settings
-
-
-def _overrides(space_name: str, space: Any, items: Sequence[str]) -> dict[str, Any]:
+def _overrides(space: SearchSpace, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Typed, validated --param values (ParamError naming the param and its range)."""
-    from benchmark.train import parse_overrides
-    from benchmark.trainable import ParamError
+    # the trainables (and scipy, for Mixture's t-measures) load only when params are given:
+    # --help and most argument errors answer without them
     from benchmark.trainables import params_class
-    from studies import compare
 
-    raw = parse_overrides(items)
     variants = [space.TRAINABLE] if space.TRAINABLE is not None else list(compare.CHOICES)
     typed: dict[str, Any] = {}
     for key, value in raw.items():
@@ -314,8 +368,6 @@ def _overrides(space_name: str, space: Any, items: Sequence[str]) -> dict[str, A
 def _gpus(spec: str | None) -> list[int] | None:
     if spec is None:
         return None
-    import torch
-
     count = torch.cuda.device_count()
     if spec.strip().lower() == "all":
         if count == 0:
@@ -340,119 +392,114 @@ def _gpus(spec: str | None) -> list[int] | None:
     return ids
 
 
-def _population(value: str, space: Any, space_name: str) -> int:
-    """--population as an int (0 for auto); UsageError for bad values or spaces."""
+def population_arg(value: str) -> int:
+    """--population as an int (0 for auto); UsageError for bad values."""
     if value.strip().lower() == "auto":
-        size = 0
-    else:
-        try:
-            size = int(value)
-        except ValueError:
-            size = -1
-        if size < 1:
-            raise UsageError(
-                f"--population {value}: must be a whole number >= 1 or 'auto' "
-                "(e.g. --population 8)"
-            )
-    if size != 1 and getattr(space, "TRAINABLE", None) is None:
+        return 0
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < 1:
         raise UsageError(
-            f"--population trains one trainable's trials together; space {space_name!r} "
-            "searches over trainables. Use --workers N for it, or one of the single-trainable "
-            "spaces with --population"
+            f"--population {value}: must be a whole number >= 1 or 'auto' (e.g. --population 8)"
         )
     return size
 
 
 def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     """Validate every option without touching any storage (raises on bad input)."""
-    from benchmark.worker import is_in_memory_sqlite, make_sampler, storage_kind
-    from studies import get_space
+    flags = ("epochs", "dataset", "seeds", "data_dir", "train_size", "n_eval")
+    changes = setting_changes(
+        parse_overrides(args.setting, "--setting", "n_eval=500", error=ParamError),
+        {flag: getattr(args, flag, None) for flag in (*flags, "batch_size")},
+    )
+    return StudyPlan.create(
+        args.space,
+        trials=args.trials,
+        objective=args.objective,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        settings=changes,
+        params=parse_overrides(args.param, error=ParamError),
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        gpus=args.gpus,
+        device=getattr(args, "device", None),
+        workers=args.workers,
+        timeout=args.timeout,
+        population=population_arg(args.population),
+        repair_journal=args.repair_journal,
+        sampler_seed=getattr(args, "sampler_seed", None),
+        study_name=args.study_name,
+        out_dir=Path(args.out) if getattr(args, "out", None) else None,
+    )
 
-    space = get_space(args.space)
-    if args.trials < 1:
-        raise UsageError(f"--trials {args.trials}: must be >= 1")
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers {args.workers}: must be >= 1")
-    if args.timeout is not None and not (args.timeout > 0 and math.isfinite(args.timeout)):
-        raise UsageError(f"--timeout {args.timeout}: must be a positive number of seconds")
-    if getattr(args, "device", None) is not None and (
-        args.gpus is not None or (args.workers or 1) > 1
-    ):
+
+def _plan_settings(space: SearchSpace, objective: str, changes: Mapping[str, Any]) -> Settings:
+    """The space's settings with `changes` (None values ignored); exact W1 every epoch for the
+    objectives that prune on it unless set."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if get_objective(objective).exact_every_epoch and "exact_every_epoch" not in changes:
+        # the pruner then sees the objective's own metric (exact W1) at every scored epoch,
+        # and a pruned trial's value is a W1 like a complete trial's
+        changes["exact_every_epoch"] = True
+    settings = dataclasses.replace(space.SETTINGS, **changes)  # SettingsError when out of range
+    if settings.dataset not in DATASETS:
         raise UsageError(
-            f"--device {args.device} sets the device of the one in-process worker; worker "
-            "processes run on the CPU (--workers N) or one per GPU (--gpus): drop --device"
+            f"--dataset {settings.dataset!r} is unknown; valid: {', '.join(DATASETS)}"
         )
-    settings = _settings(space, args)
-    population = _population(args.population, space, args.space)
-    from benchmark.worker import CLASSIFIER_OBJECTIVES, NOISE_OBJECTIVES
+    return settings
 
-    if args.objective in NOISE_OBJECTIVES and getattr(space, "TRAINABLE", None) != "realmix":
+
+def _check_objective(plan: StudyPlan, space: SearchSpace) -> Settings:
+    """The settings the objective needs (extra metrics for classifier-FID); UsageError when
+    it does not fit the space or the dataset."""
+    objective = get_objective(plan.objective)
+    if not objective.applies_to(getattr(space, "TRAINABLE", None)):
         raise UsageError(
-            f"--objective {args.objective} scores RealMix's noise sampling mode; space "
-            f"{args.space!r} is not a RealMix space (use --objective "
-            f"{args.objective.removesuffix('-noise')})"
+            f"--objective {plan.objective} scores RealMix's noise sampling mode; space "
+            f"{plan.space!r} is not a RealMix space (use --objective "
+            f"{plan.objective.removesuffix('-noise')})"
         )
-    if args.objective in CLASSIFIER_OBJECTIVES:
-        from benchmark.data import IMAGE_DATASETS
-
-        if settings.dataset not in IMAGE_DATASETS:
-            raise UsageError(
-                f"--objective {args.objective} needs a digit/image dataset with labels "
-                f"({', '.join(IMAGE_DATASETS)}), not {settings.dataset!r}"
-            )
-        settings = settings.replace(extra_metrics=True)
-    overrides = _overrides(args.space, space, args.param)
-    if storage_kind(args.storage) == "rdb" and is_in_memory_sqlite(args.storage):
+    if not objective.needs_labels:
+        return plan.settings
+    if plan.settings.dataset not in IMAGE_DATASETS:
         raise UsageError(
-            f"--storage {args.storage}: an in-memory SQLite database is private to one "
+            f"--objective {plan.objective} needs a digit/image dataset with labels "
+            f"({', '.join(IMAGE_DATASETS)}), not {plan.settings.dataset!r}"
+        )
+    return plan.settings.replace(extra_metrics=True)
+
+
+def _check_storage_and_sampler(plan: StudyPlan) -> None:
+    """UsageError for a storage no worker can share, or a sampler that cannot be made."""
+    if storage_kind(plan.storage) == "rdb" and is_in_memory_sqlite(plan.storage):
+        raise UsageError(
+            f"--storage {plan.storage}: an in-memory SQLite database is private to one "
             "connection, so worker processes (and this process's own worker) cannot share it, "
             "and the study would be lost at exit; use a file, e.g. --storage "
             "sqlite:///results/optuna.db, or the default journal results/optuna.journal"
         )
-    if args.repair_journal and storage_kind(args.storage) != "journal":
+    if plan.repair_journal and storage_kind(plan.storage) != "journal":
         raise UsageError(
-            f"--repair-journal repairs a journal file; --storage {_mask(args.storage)} is a "
+            f"--repair-journal repairs a journal file; --storage {_mask(plan.storage)} is a "
             "database"
         )
-    if args.sampler == "cmaes":
+    if plan.sampler == "cmaes":
         try:
-            import cmaes  # noqa: F401
+            import cmaes  # noqa: F401 - only to check it is installed
         except ModuleNotFoundError:
             raise UsageError(
                 "--sampler cmaes needs the cmaes package: pip install cmaes"
             ) from None
-    seed = getattr(args, "sampler_seed", None)
+    seed = plan.sampler_seed
     if seed is not None and not 0 <= seed < 2**32 - 1024:
         raise UsageError(f"--sampler-seed {seed}: must be a whole number from 0 to 2**32 - 1025")
     try:
-        make_sampler(
-            args.sampler,
-            multi_objective=args.objective == "pareto",
-            seed=getattr(args, "sampler_seed", None),
-        )
+        make_sampler(plan.sampler, multi_objective=get_objective(plan.objective).multi, seed=seed)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    gpus = _gpus(args.gpus)
-    name = args.study_name or f"{args.space}-{settings.dataset}-{args.objective}"
-    return StudyPlan(
-        space=args.space,
-        study_name=name,
-        objective=args.objective,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        trials=args.trials,
-        settings=settings,
-        overrides=overrides,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        gpus=gpus,
-        workers=args.workers or 1,
-        timeout=args.timeout,
-        population=population,
-        repair_journal=args.repair_journal,
-        sampler_seed=getattr(args, "sampler_seed", None),
-        out_dir=Path(args.out) if getattr(args, "out", None) else None,
-    )
 
 
 # -- study creation / resume ---------------------------------------------------------------
@@ -471,20 +518,20 @@ def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
         "overrides": plan.overrides,
     }
     diffs = []
-    if plan.sampler_seed != attrs.get("sampler_seed"):
+    stored_seed = attrs.get(records.STUDY_SAMPLER_SEED)
+    if plan.sampler_seed != stored_seed:
         diffs.append(
-            f"sampler seed: stored {attrs.get('sampler_seed')!r}, asked {plan.sampler_seed!r} "
-            "(--sampler-seed)"
+            f"sampler seed: stored {stored_seed!r}, asked {plan.sampler_seed!r} (--sampler-seed)"
         )
     stored = {
-        "space": attrs.get("space"),
-        "objective": attrs.get("objective"),
-        "settings": _settings_key(attrs.get("settings", {})),
-        "overrides": attrs.get("overrides", {}),
+        "space": attrs.get(records.STUDY_SPACE),
+        "objective": attrs.get(records.STUDY_OBJECTIVE),
+        "settings": _settings_key(attrs.get(records.STUDY_SETTINGS, {})),
+        "overrides": attrs.get(records.STUDY_OVERRIDES, {}),
     }
     if plan.settings.seeds > 1:
         steps = _trial_steps(plan.population)
-        stored_steps = attrs.get("trial_steps", _trial_steps(1))
+        stored_steps = attrs.get(records.STUDY_TRIAL_STEPS, _trial_steps(1))
         if steps != stored_steps:
             diffs.append(
                 f"pruning steps: stored {stored_steps!r}, asked {steps!r} (with --seeds > 1 "
@@ -534,9 +581,6 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
     one whose create_new_study succeeded makes the parent run; the others wait for it, so a
     study has one parent run.
     """
-    import optuna
-    from optuna.study import StudyDirection
-
     try:
         storage.create_new_study(
             [StudyDirection[d.upper()] for d in plan.directions], plan.study_name
@@ -550,9 +594,9 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         attrs = _wait_for_parent(
             storage, storage.get_study_id_from_name(plan.study_name), plan.study_name
         )
-        if "space" in attrs:
+        if records.STUDY_SPACE in attrs:
             check_resume(plan, attrs)
-    resumed = "space" in attrs
+    resumed = records.STUDY_SPACE in attrs
     tags = {
         "space": plan.space,
         "objective": plan.objective,
@@ -562,7 +606,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         "storage": _mask(plan.storage),
         "sampler_seed": str(plan.sampler_seed),
     }
-    parent = attrs.get("mlflow_parent_run_id")
+    parent = attrs.get(records.STUDY_PARENT_RUN)
     if parent is not None and tracker.resume_study(parent):
         tracker.set_tags(parent, tags)
         return study, parent, resumed
@@ -574,36 +618,28 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
     }
     parent = tracker.start_study(plan.study_name, tags=tags, params=params)
     if not resumed:
-        study.set_user_attr("space", plan.space)
-        study.set_user_attr("objective", plan.objective)
-        study.set_user_attr("settings", dataclasses.asdict(plan.settings))
-        study.set_user_attr("overrides", plan.overrides)
-        study.set_user_attr("trial_steps", _trial_steps(plan.population))
-        study.set_user_attr("sampler_seed", plan.sampler_seed)
-        study.set_user_attr("intermediate_metric", _intermediate(plan))
+        study.set_user_attr(records.STUDY_SPACE, plan.space)
+        study.set_user_attr(records.STUDY_OBJECTIVE, plan.objective)
+        study.set_user_attr(records.STUDY_SETTINGS, dataclasses.asdict(plan.settings))
+        study.set_user_attr(records.STUDY_OVERRIDES, plan.overrides)
+        study.set_user_attr(records.STUDY_TRIAL_STEPS, _trial_steps(plan.population))
+        study.set_user_attr(records.STUDY_SAMPLER_SEED, plan.sampler_seed)
+        study.set_user_attr(records.STUDY_INTERMEDIATE_METRIC, _intermediate(plan))
         _name_metrics(study, plan.objective)
-    study.set_user_attr("mlflow_parent_run_id", parent)
-    study.set_user_attr("mlflow_tracking_uri", _mask(tracker.tracking_uri))
+    study.set_user_attr(records.STUDY_PARENT_RUN, parent)
+    study.set_user_attr(records.STUDY_TRACKING_URI, _mask(tracker.tracking_uri))
     return study, parent, resumed
 
 
 def _intermediate(plan: StudyPlan) -> str:
-    from benchmark.worker import intermediate_metric
-
     return intermediate_metric(plan.objective, plan.settings.exact_every_epoch)
 
 
 def _name_metrics(study: Any, objective: str) -> None:
     """Name the objective(s) for optuna-dashboard and trials_dataframe (not 'Objective 0')."""
-    import warnings
-
-    import optuna
-
-    from benchmark.worker import OBJECTIVE_METRICS
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(OBJECTIVE_METRICS[objective]))
+        study.set_metric_names(list(get_objective(objective).metrics))
 
 
 def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
@@ -612,7 +648,7 @@ def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + PARENT_WAIT_SECONDS
     while True:
         attrs = storage.get_study_user_attrs(study_id)
-        if "mlflow_parent_run_id" in attrs:
+        if records.STUDY_PARENT_RUN in attrs:
             return attrs
         if time.monotonic() >= deadline:
             print(
@@ -625,8 +661,6 @@ def _wait_for_parent(storage: Any, study_id: int, name: str) -> dict[str, Any]:
 
 
 def _mask(url: str) -> str:
-    from benchmark.urls import mask_url
-
     return mask_url(url) or url
 
 
@@ -644,8 +678,6 @@ def study_folder(plan: StudyPlan) -> Path:
 
 
 def _storage_identity(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     if "://" not in url:
         return f"journal:{Path(url).absolute()}"
     parsed = make_url(url)
@@ -657,11 +689,6 @@ def _storage_identity(url: str) -> str:
 
 def storage_tag(url: str) -> str:
     """A short folder-name tag for a storage, e.g. 'sqlite-optuna-3f2a9c1d'."""
-    import hashlib
-    import re
-
-    from sqlalchemy.engine import make_url
-
     if "://" in url:
         parsed = make_url(url)
         kind = parsed.get_backend_name()
@@ -676,32 +703,29 @@ def storage_tag(url: str) -> str:
 
 
 def _trial_entry(trial: Any, metric_names: Sequence[str]) -> dict[str, Any]:
-    config = trial.user_attrs.get("config", {})
+    config = trial.user_attrs.get(records.CONFIG, {})
     return {
         "trial": trial.number,
         "values": dict(zip(metric_names, trial.values)),
         "trainable": config.get("trainable"),
         "params": config.get("params", {}),
         "suggested": trial.params,
-        "seeds": trial.user_attrs.get("seeds", []),
-        "final": trial.user_attrs.get("final", {}),
-        "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+        "seeds": trial.user_attrs.get(records.SEEDS, []),
+        "final": trial.user_attrs.get(records.FINAL, {}),
+        "mlflow_run_id": trial.user_attrs.get(records.MLFLOW_RUN_ID),
     }
 
 
-def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: str) -> Path:
-    """Write best.json into `study_folder(plan)`; returns its path. It records the resolved
-    package versions and git commit (`environment`) beside the result."""
-    from optuna.trial import TrialState
-
-    from benchmark.artifacts import json_safe
-    from benchmark.tracking import environment_tags
-    from benchmark.worker import OBJECTIVE_METRICS, budget_counts, mask_url
+def write_best(
+    plan: StudyPlan, study: optuna.Study, parent_run_id: str, tracking_uri: str
+) -> tuple[Path, dict[str, Any]]:
+    """Write best.json into `study_folder(plan)`; returns its path and what it holds. It
+    records the resolved package versions and git commit (`environment`) beside the result."""
 
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    names = OBJECTIVE_METRICS[plan.objective]
-    if plan.objective == "pareto":
+    names = get_objective(plan.objective).metrics
+    if get_objective(plan.objective).multi:
         # Optuna's front; ties in the first objective in trial order, as before
         best = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
     else:
@@ -723,15 +747,16 @@ def write_best(plan: StudyPlan, study: Any, parent_run_id: str, tracking_uri: st
     }
     path = plan.best_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_safe(doc), indent=2) + "\n")
-    return path
+    safe = json_safe(doc)
+    path.write_text(json.dumps(safe, indent=2) + "\n")
+    return path, safe
 
 
 def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> None:
     if not doc_best:
         print(f"{plan.study_name}: no trial completed yet; see {path}")
         return
-    head = "best trial" if plan.objective != "pareto" else "pareto-optimal trials"
+    head = "pareto-optimal trials" if get_objective(plan.objective).multi else "best trial"
     print(f"{plan.study_name}: {head} (mean over {plan.settings.seeds} seed(s)):")
     for entry in doc_best:
         values = ", ".join(f"{k} {v:.5g}" for k, v in entry["values"].items())
@@ -748,8 +773,6 @@ def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> 
 
 def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
     """'<study>: 20 of 20 trials finished (14 complete, 6 pruned), 1 failed, in 1h02m'."""
-    from benchmark.progress import format_seconds
-
     counts = doc["trials"]
     done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
     parts = [f"{counts.get('COMPLETE', 0)} complete", f"{counts.get('PRUNED', 0)} pruned"]
@@ -764,8 +787,6 @@ def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
 
 def _print_next(plan: StudyPlan, tracking_uri: str) -> None:
     """The commands to look at the results, and what to add for confidence intervals."""
-    from benchmark.worker import JOURNAL_SUFFIXES
-
     storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{_mask(plan.storage)}'"
     print(f"next: python -m benchmark.report --study {plan.study_name}{storage}")
     shown = _mask(tracking_uri)
@@ -818,9 +839,13 @@ def run_plan(
 def _run_plan(
     plan: StudyPlan, *, stream: Any = None, prepare: Callable[[Any], None] | None = None
 ) -> int:
-    """run_plan's body, run with the caller's SIGINT handler restored afterwards."""
-    import optuna
+    """run_plan's body, run with the caller's SIGINT handler restored afterwards.
 
+    About 90 lines: the main job's steps in the order they must happen (checks before anything
+    is written, the MLflow parent run before any worker); each step is one call.
+    """
+    # The training side (torch, POT, MLflow, the trainables) is imported once the arguments
+    # are checked, so that --help and bad input answer fast.
     from benchmark.launcher import (
         close_stale_parent,
         cpu_slots,
@@ -830,18 +855,8 @@ def _run_plan(
         recover_orphans,
         warm_up,
     )
-    from benchmark.progress import StudyProgress
     from benchmark.runner import load_data, resolve_device
-    from benchmark.tracking import connect
-    from benchmark.worker import (
-        OBJECTIVE_METRICS,
-        WorkerSpec,
-        interrupt_exit_code,
-        open_storage,
-        repair_journal,
-        run_worker,
-        signals_as_interrupt,
-    )
+    from benchmark.worker import run_worker
 
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -849,7 +864,7 @@ def _run_plan(
         print(repair_journal(Path(plan.storage)), file=sys.stderr)
     storage = open_storage(plan.storage)  # StorageError: bad, damaged or unreachable
     attrs = _existing_study_attrs(storage, plan.study_name)
-    if attrs is not None and "space" in attrs:
+    if attrs is not None and records.STUDY_SPACE in attrs:
         check_resume(plan, attrs)  # before anything is written
     lock = _writable_study_folder(plan)  # UsageError: read-only results/
     in_process = plan.gpus is None and plan.workers == 1
@@ -860,7 +875,7 @@ def _run_plan(
     with _quiet_mlflow_db_setup():
         tracker = connect(plan.tracking_uri)  # TrackingError: exit 2
     if attrs is not None:
-        stale = close_stale_parent(tracker, attrs.get("mlflow_parent_run_id"))
+        stale = close_stale_parent(tracker, attrs.get(records.STUDY_PARENT_RUN))
         if stale:
             print(stale, file=sys.stderr)
     study, parent, resumed = _open_study(plan, storage, tracker)
@@ -873,23 +888,7 @@ def _run_plan(
         print(f"re-queued trial(s) {recovered} left running by a dead worker", file=sys.stderr)
     if prepare is not None:
         prepare(study)
-    spec = WorkerSpec(
-        study_name=plan.study_name,
-        storage=str(Path(plan.storage).absolute()) if "://" not in plan.storage else plan.storage,
-        space=plan.space,
-        objective=plan.objective,
-        sampler=plan.sampler,
-        pruner=plan.pruner,
-        trials=plan.trials,
-        settings=dataclasses.asdict(plan.settings),
-        tracking_uri=tracker.tracking_uri,
-        lock_path=str(lock.absolute()),
-        overrides=plan.overrides,
-        deadline=time.time() + plan.timeout if plan.timeout else None,
-        device=device_spec,
-        population=plan.population,
-        sampler_seed=plan.sampler_seed,
-    )
+    spec = _worker_spec(plan, tracker.tracking_uri, lock, device_spec)
     progress = StudyProgress(
         study,
         plan.trials,
@@ -897,7 +896,7 @@ def _run_plan(
         stream,
         steps=trial_steps(plan),
         metric=_intermediate(plan),
-        best_metric=OBJECTIVE_METRICS[plan.objective][0],
+        best_metric=get_objective(plan.objective).metrics[0],
     )
     progress.update()
     code = 0
@@ -907,6 +906,7 @@ def _run_plan(
                 code = run_worker(
                     spec,
                     on_trial_end=progress.update,
+                    storage=storage,
                     data=data,
                     tracker=tracker,
                     on_epoch=progress.update,
@@ -929,17 +929,53 @@ def _run_plan(
         code = interrupt_exit_code(err)
     progress.update()
     progress.close()  # after Ctrl-C the bar's line is still open: end it
+    _finish(plan, study, parent, tracker, lock, code, time.perf_counter() - started)
+    return code
+
+
+def _worker_spec(plan: StudyPlan, tracking_uri: str, lock: Path, device: str) -> WorkerSpec:
+    """What every worker of this invocation gets (in-process or forked)."""
+    return WorkerSpec(
+        study_name=plan.study_name,
+        storage=str(Path(plan.storage).absolute()) if "://" not in plan.storage else plan.storage,
+        space=plan.space,
+        objective=plan.objective,
+        sampler=plan.sampler,
+        pruner=plan.pruner,
+        trials=plan.trials,
+        settings=dataclasses.asdict(plan.settings),
+        tracking_uri=tracking_uri,
+        lock_path=str(lock.absolute()),
+        overrides=plan.overrides,
+        deadline=time.time() + plan.timeout if plan.timeout else None,
+        device=device,
+        population=plan.population,
+        sampler_seed=plan.sampler_seed,
+    )
+
+
+def _finish(
+    plan: StudyPlan,
+    study: optuna.Study,
+    parent: str,
+    tracker: Any,
+    lock: Path,
+    code: int,
+    seconds: float,
+) -> None:
+    """After the workers: MLflow brought in line with the study, best.json, the ending."""
+    from benchmark.launcher import mark_invocation  # the training side: see _run_plan
+
     _wait_for_writers(lock)
     _close_stale_runs(tracker, parent, study)
     _account_artifacts(tracker, parent, study)
-    path = write_best(plan, study, parent, tracker.tracking_uri)
+    path, doc = write_best(plan, study, parent, tracker.tracking_uri)
     status = "FINISHED" if code == 0 else "KILLED" if code in INTERRUPTED_CODES else "FAILED"
     tracker.client.log_artifact(parent, str(path))
-    _log_best_metrics(tracker, parent, path)
+    _log_best_metrics(tracker, parent, doc)
     mark_invocation(tracker, parent, "ended")
     tracker.end_study(parent, status)
-    doc = json.loads(path.read_text())
-    _print_counts(plan, doc, time.perf_counter() - started)
+    _print_counts(plan, doc, seconds)
     _print_best(plan, path, doc["best"])
     if code in INTERRUPTED_CODES:
         print(
@@ -948,7 +984,6 @@ def _run_plan(
             file=sys.stderr,
         )
     _print_next(plan, tracker.tracking_uri)
-    return code
 
 
 def _writable_study_folder(plan: StudyPlan) -> Path:
@@ -976,8 +1011,6 @@ def _writable_study_folder(plan: StudyPlan) -> Path:
 def _quiet_mlflow_db_setup() -> Any:
     """MLflow logs 'Creating initial MLflow database tables...' at INFO on a fresh store; the
     start-up summary says where tracking goes instead."""
-    import logging
-
     logger = logging.getLogger("mlflow.store.db.utils")
     level = logger.level
     logger.setLevel(logging.WARNING)
@@ -989,8 +1022,6 @@ def _quiet_mlflow_db_setup() -> Any:
 
 def trial_steps(plan: StudyPlan) -> Any:
     """How a trial's reported steps map to seeds and epochs (the worker's own rule)."""
-    from benchmark.progress import TrialSteps
-
     s = plan.settings
     scored = tuple(e for e in range(1, s.epochs + 1) if s.scored(e))
     return TrialSteps(s.epochs, scored, s.seeds, seed_after_seed=plan.population == 1)
@@ -1025,11 +1056,8 @@ def startup_summary(
     plan: StudyPlan, study: Any, data: Any, tracking_uri: str, resumed: bool, in_process: bool
 ) -> list[str]:
     """What this invocation is about to do, printed before the first trial starts."""
-    from optuna.trial import TrialState
 
-    from benchmark.runner import resolve_device
-    from benchmark.worker import mask_url
-    from studies import get_space
+    from benchmark.runner import resolve_device  # the training side: see _run_plan
 
     s = plan.settings
     space = get_space(plan.space)
@@ -1077,24 +1105,15 @@ def startup_summary(
 
 
 def _objective_text(plan: StudyPlan) -> str:
-    n = plan.settings.n_eval
-    return {
-        "wasserstein": f"exact W1 at the last epoch, {n} samples per side vs held-out",
-        "wasserstein-noise": f"exact W1 of noise-mode samples (no real image), n={n}",
-        "cfid": f"classifier-FID at the last epoch, n={n}",
-        "cfid-noise": f"classifier-FID of noise-mode samples, n={n}",
-        "pareto": f"(exact W1, G-loss variance) at the last epoch, n={n}",
-    }[plan.objective]
+    return get_objective(plan.objective).text.format(n=plan.settings.n_eval)
 
 
 def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
     """End the MLflow runs of ended trials that a worker left RUNNING (see
     Tracker.close_stale_trials), so the MLflow UI agrees with the study."""
-    from optuna.trial import TrialState
-
     outcomes = {}
     for t in study.get_trials(deepcopy=False):
-        reason = str(t.user_attrs.get("reason", ""))
+        reason = str(t.user_attrs.get(records.REASON, ""))
         if t.state == TrialState.FAIL:
             outcome = "INTERRUPTED" if reason.startswith("interrupted") else "FAIL"
         elif t.state in (TrialState.COMPLETE, TrialState.PRUNED):
@@ -1110,16 +1129,12 @@ def _close_stale_runs(tracker: Any, parent: str, study: Any) -> None:
 
 def _wait_for_writers(lock: Path) -> None:
     """Wait for artifact writers a killed worker left finishing its queue (benchmark.writer)."""
-    from benchmark.writer import wait_for_writers, writer_lock_dir
-
     if wait_for_writers(writer_lock_dir(lock)):
         print("waited for the artifact writer(s) of stopped workers", file=sys.stderr)
 
 
 def _account_artifacts(tracker: Any, parent: str, study: Any) -> None:
     """Tag each trial run with the artifacts it has and, where some are missing, which."""
-    from benchmark.writer import account_artifacts
-
     try:
         missing = account_artifacts(tracker, parent, study.get_trials(deepcopy=False))
     except Exception as err:  # the results are stored; this is accounting
@@ -1129,9 +1144,8 @@ def _account_artifacts(tracker: Any, parent: str, study: Any) -> None:
         print(f"trial {number}: artifacts missing: {' '.join(paths)}", file=sys.stderr)
 
 
-def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:
-    doc = json.loads(path.read_text())
-    if doc["objective"] != "pareto" and doc["best"]:
+def _log_best_metrics(tracker: Any, parent: str, doc: dict[str, Any]) -> None:
+    if not get_objective(doc["objective"]).multi and doc["best"]:
         value = doc["best"][0]["values"].get("w1")
         if value is not None:
             tracker.log_metrics(parent, {"best_w1": value}, 0)
@@ -1142,12 +1156,6 @@ def _log_best_metrics(tracker: Any, parent: str, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for bad input, 130/143/129 when stopped by
     Ctrl-C/SIGTERM/SIGHUP)."""
-    from benchmark.data import DataError
-    from benchmark.settings import SettingsError
-    from benchmark.tracking import TrackingError
-    from benchmark.trainable import ParamError
-    from benchmark.worker import StorageError
-    from studies import SpaceError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from benchmark.artifacts import write_payload
 from benchmark.urls import mask_text, mask_url
 
 __all__ = [
@@ -87,6 +88,8 @@ class TrackingError(RuntimeError):
 
 def default_tracking_uri() -> str:
     """MLflow's own default (MLFLOW_TRACKING_URI, else ./mlflow.db), as an absolute URI."""
+    # mlflow is imported where it is used (here and below): importing it takes seconds, and
+    # the CLIs import this module before their arguments are checked
     import mlflow
 
     return mlflow.get_tracking_uri()
@@ -299,7 +302,6 @@ class Tracker:
         run's artifact folder `folder` (None: its root), now; returns their artifact paths and
         records them in the run's ``artifacts`` tag. (`benchmark.writer.QueuedTracker` does
         the same in a background process.)"""
-        from benchmark.artifacts import write_payload
 
         with tempfile.TemporaryDirectory(prefix="mixbench-trial-") as tmp:
             paths = write_payload(payload, tmp)

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.artifacts import json_safe, write_run_artifacts
-from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
+from benchmark.cli import HelpFormatter, add_data_dir, add_train_size, parse_overrides
 from benchmark.data import DATASETS, DataError
 from benchmark.runner import load_data, resolve_device, train_run
-from benchmark.settings import Settings, SettingsError
+from benchmark.settings import Settings, SettingsError, setting_changes
 from benchmark.trainable import ParamError
 from benchmark.trainables import VARIANTS, params_class
 
-__all__ = ["DEFAULT_OUT", "build_parser", "main", "parse_overrides"]
+__all__ = ["DEFAULT_OUT", "build_parser", "main"]
 
 DEFAULT_OUT = Path("results") / "runs"
 """Parent folder of the run folders when --out is not given."""
@@ -35,19 +35,6 @@ COLUMNS = (
     ("pixel_w1_noise", "pixW1 noise", "{:>11.5f}"),
     ("seconds", "sec", "{:>6.1f}"),
 )
-
-
-def parse_overrides(
-    items: Sequence[str], flag: str = "--param", example: str = "alpha=0.3"
-) -> dict[str, str]:
-    """['alpha=0.3', ...] -> {'alpha': '0.3'}; a ParamError naming `flag` for malformed items."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ParamError(f"{flag} {item!r} is not of the form name=value (e.g. {example})")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,19 +129,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in cls.names():
                 print(f"{cls.describe(name)} (default {getattr(cls(), name)!r})")
             return 0
-        params = cls.from_mapping(parse_overrides(args.param))
-        settings = Settings(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            dataset=args.dataset,
-            data_dir=args.data_dir,
-            base_seed=args.seed,
-            n_eval=args.n_eval,
-            train_size=args.train_size,
-            extra_metrics=args.extra_metrics,
-            exact_every_epoch=args.exact_every_epoch,
-            device=args.device,
-        )
+        params = cls.from_mapping(parse_overrides(args.param, error=ParamError))
+        flags = {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "dataset": args.dataset,
+            "data_dir": args.data_dir,
+            "base_seed": args.seed,
+            "n_eval": args.n_eval,
+            "train_size": args.train_size,
+            "extra_metrics": args.extra_metrics,
+            "exact_every_epoch": args.exact_every_epoch,
+            "device": args.device,
+        }
+        settings = Settings().replace(**setting_changes({}, flags))
         device = resolve_device(settings.device)
         data = load_data(settings, device)
     except (ParamError, SettingsError, DataError) as err:

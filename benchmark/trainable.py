@@ -2,7 +2,7 @@
 
 Every trainable is a *population*: P members of the same variant trained at once, each with
 its own hyperparameters (held as tensors), its own seed and its own random streams. A single
-run is a population of one, so the batched path and the one-trial path share one copy of the
+run is a population of one, so a study's populations and a run alone share one copy of the
 math. Trainables never import optuna or mlflow: the harness scores them and decides pruning.
 """
 
@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import torch
+
+from benchmark.data import Dataset
 
 __all__ = [
     "EpochResult",
@@ -167,6 +169,23 @@ class EpochResult:
         return EpochResult(self.g_losses[i : i + 1], self.d_losses[i : i + 1], self.seconds)
 
 
+class PopulationCore(Protocol):
+    """The population mechanics every trainable keeps as ``.core``
+    (benchmark.trainables.core.AdversarialCore): what the harness reads and sets on it."""
+
+    data: Dataset
+    device: torch.device
+    batch_size: int
+
+    def freeze(self, active: Sequence[bool]) -> None:
+        """Freeze the members whose flag is False (their optimiser steps change nothing)."""
+        ...
+
+    def member_bytes(self) -> int:
+        """Device memory of one member's networks, optimiser state and step activations."""
+        ...
+
+
 @runtime_checkable
 class Trainable(Protocol):
     """What the harness needs from a GAN variant (a population of P >= 1 members).
@@ -177,7 +196,10 @@ class Trainable(Protocol):
 
     name: ClassVar[str]
     sample_modes: ClassVar[tuple[str, ...]]
+    params_class: ClassVar[type[TrainableParams]]
     size: int
+    core: PopulationCore
+    """The shared population mechanics (benchmark.trainables.core)."""
 
     def train_epoch(self) -> EpochResult:
         """One pass over the training split; per-step G and D losses for every member."""

@@ -34,6 +34,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmark.artifacts import payload_files, write_payload
+from benchmark.spec import pid_alive
+from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG, TRIAL_STATUS, connect
+
 __all__ = [
     "QUEUE_SIZE",
     "QueuedTracker",
@@ -63,8 +67,6 @@ def writer_lock_dir(lock_path: str | Path) -> Path:
 def _execute(tracker: Any, jobs: Sequence[tuple], written: dict[str, set[str]]) -> list[str]:
     """Do `jobs` ((id, kind, run_id, args) tuples): all metrics first, one log_batch per run,
     then the rest in order. Returns error messages (a failed call does not stop the rest)."""
-    from benchmark.artifacts import write_payload
-    from benchmark.tracking import ARTIFACTS_TAG
 
     errors: list[str] = []
     rows: dict[str, list[tuple[str, float, int, int]]] = defaultdict(list)
@@ -102,7 +104,7 @@ def _writer_main(tracking_uri: str, jobs: Any, acks: Any, lock_dir: str | None) 
     """The writer process: take calls until the worker says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which drains us
     os.environ["MPLBACKEND"] = "Agg"
-    import matplotlib
+    import matplotlib  # only in the writer process, which draws the figures
 
     matplotlib.use("Agg")
     lock = None
@@ -110,7 +112,6 @@ def _writer_main(tracking_uri: str, jobs: Any, acks: Any, lock_dir: str | None) 
         Path(lock_dir).mkdir(parents=True, exist_ok=True)
         lock = open(Path(lock_dir) / f"writer-{os.getpid()}.lock", "a")  # noqa: SIM115
         fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS when this process ends
-    from benchmark.tracking import connect
 
     tracker = connect(tracking_uri)
     written: dict[str, set[str]] = defaultdict(set)
@@ -292,7 +293,6 @@ class QueuedTracker:
     ) -> list[str]:
         """As Tracker.write_artifacts, done by the writer; returns the artifact paths it will
         write."""
-        from benchmark.artifacts import payload_files
 
         names = [f"{folder}/{n}" if folder else n for n in payload_files(payload)]
         self._submit("files", run_id, (folder, payload))
@@ -303,7 +303,6 @@ class QueuedTracker:
 
     def end_trial(self, run_id: str, outcome: str, reason: str | None = None) -> None:
         """As Tracker.end_trial, done by the writer after the run's earlier calls."""
-        from benchmark.tracking import TRIAL_STATUS
 
         if outcome not in TRIAL_STATUS:
             raise ValueError(f"outcome={outcome!r}; valid: {', '.join(TRIAL_STATUS)}")
@@ -365,20 +364,6 @@ def _sigint_ignored() -> Any:
 # -- after the workers: writers left behind, and the accounting ---------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child not yet reaped is a zombie: gone for our purpose
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
 def wait_for_writers(lock_dir: Path) -> list[int]:
     """Wait until every writer with a lock file in `lock_dir` has ended (e.g. the writer of
     a worker that was SIGKILLed, finishing what it had received); returns their pids."""
@@ -386,12 +371,12 @@ def wait_for_writers(lock_dir: Path) -> list[int]:
     for path in sorted(Path(lock_dir).glob("writer-*.lock")):
         pid = int(path.stem.split("-", 1)[1])
         unlocked_since = None
-        while _alive(pid):
+        while pid_alive(pid):
             waited.append(pid)
             with open(path, "a") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # blocks while the writer holds it
                 fcntl.flock(handle, fcntl.LOCK_UN)
-            if not _alive(pid):
+            if not pid_alive(pid):
                 break
             # alive but not holding its lock: still starting, or the pid is another
             # process's now (the writer was killed itself); give up on it after a while
@@ -417,7 +402,6 @@ def account_artifacts(tracker: Any, parent_run_id: str, trials: Iterable[Any]) -
     A run whose ``artifacts`` tag already lists every expected path is complete (the writer
     sets the tag after each upload) and is not looked at again.
     """
-    from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG
 
     by_number = {t.number: t for t in trials}
     runs = tracker.client.search_runs(

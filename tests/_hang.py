@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from benchmark.worker import TEST_HANG_ENV
+from benchmark.trials import TEST_HANG_ENV
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from benchmark import worker
 from benchmark.population import auto_population
 from benchmark.runner import load_data, train_run
 from benchmark.settings import Settings
+from benchmark.spec import worker_id
 from benchmark.tracking import connect
 from benchmark.trainables import params_class
 from benchmark.trainables.realmix import RealMixGAN
@@ -204,4 +205,4 @@ def test_two_worker_processes_each_train_a_population(env):
     for t in study.trials:
         assert runs[t.number].info.status == "FINISHED"
         assert runs[t.number].data.metrics["w1"] == pytest.approx(t.value)
-        assert t.user_attrs["worker"] != worker.worker_id()  # trained in a worker process
+        assert t.user_attrs["worker"] != worker_id()  # trained in a worker process

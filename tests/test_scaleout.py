@@ -40,11 +40,12 @@ from _servers import (
     wait_for,
 )
 
+from benchmark import budget as budget_module
 from benchmark import launcher, tracking
+from benchmark import storage as storage_module
 from benchmark import study as study_cli
-from benchmark import worker as worker_module
+from benchmark.storage import open_storage, storage_kind
 from benchmark.tracking import Tracker
-from benchmark.worker import open_storage, storage_kind
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -393,7 +394,7 @@ def test_a_url_without_password_reaches_postgres_through_with_password(pg, study
     )
     assert parts.password not in bare
     opener = (
-        "import sys; from benchmark.worker import open_storage; "
+        "import sys; from benchmark.storage import open_storage; "
         "open_storage(sys.argv[1], heartbeat=False); print('opened')"
     )
     ok = _with_password("sh", secret, sys.executable, "-c", opener, bare)
@@ -517,7 +518,7 @@ def test_three_workers_fill_one_study_in_postgres_and_the_mlflow_server_despite_
 
 
 @pytest.mark.xfail(
-    not hasattr(worker_module, "_wait_for_running"),
+    not hasattr(budget_module, "wait_for_running"),
     strict=True,
     reason="benchmark/worker.py's run_worker counts a RUNNING trial of a vanished worker on "
     "another machine toward the budget and returns before fail_stale_trials runs, so that "
@@ -565,9 +566,9 @@ def test_a_trial_on_another_machine_whose_heartbeat_stopped_is_retried(
 
 
 @pytest.mark.xfail(
-    not hasattr(worker_module, "SCHEMA_RACE_RETRIES"),
+    not hasattr(storage_module, "SCHEMA_RACE_RETRIES"),
     strict=True,
-    reason="benchmark/worker.py's open_storage fails (exit 2, 'cannot reach storage ... "
+    reason="benchmark/storage.py's open_storage fails (exit 2, 'cannot reach storage ... "
     "duplicate key value violates unique constraint pg_type_typname_nsp_index') for all but "
     "one of the workers that start together on an empty PostgreSQL database; fixed by the "
     "open_storage patch in the scale-out report",

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from benchmark import study as study_cli
 from benchmark.launcher import INVOCATION_TAG
 from benchmark.tracking import connect
-from benchmark.worker import TEST_HANG_ENV
+from benchmark.trials import TEST_HANG_ENV
 
 try:
     from tests._mlflow import fresh_mlflow_uri

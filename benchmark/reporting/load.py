@@ -20,10 +20,11 @@ import numpy as np
 import optuna
 from mlflow import MlflowClient
 
+from benchmark.objectives import metric_names
 from benchmark.reporting.labels import short_name
+from benchmark.storage import StorageError, open_storage, storage_kind
 from benchmark.tracking import PROBE_SECONDS, probe
 from benchmark.urls import mask_text, mask_url
-from benchmark.worker import OBJECTIVE_METRICS, StorageError, open_storage, storage_kind
 from studies import get_space
 
 __all__ = [
@@ -111,7 +112,7 @@ class StudyData:
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return OBJECTIVE_METRICS.get(self.objective, ("w1",))
+        return metric_names(self.objective)
 
     @property
     def primary(self) -> str:

@@ -64,7 +64,7 @@ def refill(
     buffer and random streams) and adopted into the slot, so it trains as that single run
     would, whatever the other members are doing.
     """
-    core = population.core  # type: ignore[attr-defined]
+    core = population.core
     fresh = build(
         population.name,
         [params],

@@ -18,15 +18,20 @@ from torch.nn import functional as F
 
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG, StackedAdam, StackedMLP
-from benchmark.trainable import EpochResult, ParamError, TrainableParams
+from benchmark.trainable import EpochResult, ParamError, Trainable, TrainableParams
 
 __all__ = [
     "AdversarialCore",
     "Strategy",
     "bce_fake",
     "bce_real",
+    "check_adoptable",
+    "check_sample_mode",
     "eval_seeds",
+    "freeze",
+    "member_bytes",
     "nonsaturating_g_loss",
+    "population_core",
     "stack_params",
     "vanilla_d_loss",
 ]
@@ -243,6 +248,23 @@ class AdversarialCore:
         self.rng.adopt(index, other.rng)
         self.seeds[index] = other.seeds[0]
 
+    def freeze(self, active: Sequence[bool]) -> None:
+        """Freeze the members whose flag is False (their optimiser steps change nothing)."""
+        mask = (
+            None if all(active) else torch.tensor(active, dtype=torch.float32, device=self.device)
+        )
+        self.opt_g.active = mask
+        self.opt_d.active = mask
+
+    def member_bytes(self) -> int:
+        """Device memory of one member: its weights, gradients and two Adam moments (16 B per
+        parameter) and the activations of one step (G pass and three D passes, kept for
+        backward), estimated from a population of one."""
+        n_params = sum(p.numel() for p in [*self.G.parameters(), *self.D.parameters()])
+        widths = sum(self.G.sizes) + 3 * sum(self.D.sizes)
+        activations = 3 * self.batch_size * widths * 4  # pre-activation, output, dropout mask
+        return 16 * n_params + activations
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "G": self.G.state_dict(),
@@ -260,3 +282,74 @@ class AdversarialCore:
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"])
         self.epoch = int(state["epoch"])
+
+
+def check_sample_mode(variant: str, modes: Sequence[str], mode: str | None) -> str:
+    """The requested sampling mode, defaulting to the first; a clear error otherwise."""
+    if mode is None:
+        return modes[0]
+    if mode not in modes:
+        raise ParamError(f"{variant}: sample mode {mode!r} unknown; valid: {', '.join(modes)}")
+    return mode
+
+
+def check_adoptable(population: Any, other: Any) -> None:
+    """A clear error when `other` cannot be adopted into `population` (see `adopt`)."""
+    if type(other) is not type(population) or other.size != 1:
+        raise ParamError(
+            f"{population.name}: adopt takes a {population.name} population of one, got "
+            f"{getattr(other, 'name', type(other).__name__)} with {other.size} member(s)"
+        )
+    if other.z_dim != population.z_dim:
+        raise ParamError(
+            f"parameter z_dim changes tensor shapes and must be equal across a population; "
+            f"got {other.z_dim} for a population with {population.z_dim}"
+        )
+
+
+def population_core(
+    params: Sequence[TrainableParams],
+    data: Dataset,
+    *,
+    seeds: Sequence[int],
+    device: torch.device,
+    batch_size: int,
+    searched: Sequence[str],
+    extra_g_in: int = 0,
+    d_cond_dim: int = 0,
+) -> tuple[list[TrainableParams], int, AdversarialCore]:
+    """(params, z_dim, core) of a variant's population: the members' params, their shared
+    z_dim, and the core whose G takes z (plus `extra_g_in` inputs) and whose searched
+    hyperparameters are stacked per member."""
+    members = list(params)
+    z_dim = int(shared_value(members, "z_dim"))
+    core = AdversarialCore(
+        data=data,
+        seeds=seeds,
+        device=device,
+        batch_size=batch_size,
+        g_in=z_dim + extra_g_in,
+        hp=stack_params(members, searched, device),
+        d_cond_dim=d_cond_dim,
+    )
+    return members, z_dim, core
+
+
+# -- population mechanics the harness uses ----------------------------------------------
+
+
+def freeze(population: Trainable, active: Sequence[bool]) -> None:
+    """Freeze the members whose flag is False (their optimiser steps change nothing)."""
+    population.core.freeze(active)
+
+
+def member_bytes(population_of_one: Trainable) -> int:
+    """Device memory one member needs, estimated from a population of one: its networks,
+    optimiser state and activations (`AdversarialCore.member_bytes`) and its variant's own
+    state (e.g. the RealMix buffer)."""
+    state = sum(
+        t.numel() * t.element_size()
+        for t in vars(population_of_one).values()
+        if isinstance(t, torch.Tensor)
+    )
+    return population_of_one.core.member_bytes() + state

@@ -10,16 +10,17 @@ import torch
 
 from benchmark.data import Dataset
 from benchmark.nets import MemberRNG
-from benchmark.trainable import EpochResult, ParamError, TrainableParams, param
+from benchmark.trainable import EpochResult, TrainableParams, param
 from benchmark.trainables.core import (
     AdversarialCore,
+    check_adoptable,
+    check_sample_mode,
     nonsaturating_g_loss,
-    shared_value,
-    stack_params,
+    population_core,
     vanilla_d_loss,
 )
 
-__all__ = ["GANParams", "StandardGAN", "check_adoptable"]
+__all__ = ["GANParams", "StandardGAN"]
 
 SEARCHED = ("lr", "beta1", "beta2", "dropout_g", "dropout_d")
 
@@ -38,29 +39,6 @@ class GANParams(TrainableParams):
     z_dim: int = param(100, low=1, high=4096, help="latent dimension")
 
 
-def check_sample_mode(variant: str, modes: Sequence[str], mode: str | None) -> str:
-    """The requested sampling mode, defaulting to the first; a clear error otherwise."""
-    if mode is None:
-        return modes[0]
-    if mode not in modes:
-        raise ParamError(f"{variant}: sample mode {mode!r} unknown; valid: {', '.join(modes)}")
-    return mode
-
-
-def check_adoptable(population: Any, other: Any) -> None:
-    """A clear error when `other` cannot be adopted into `population` (see `adopt`)."""
-    if type(other) is not type(population) or other.size != 1:
-        raise ParamError(
-            f"{population.name}: adopt takes a {population.name} population of one, got "
-            f"{getattr(other, 'name', type(other).__name__)} with {other.size} member(s)"
-        )
-    if other.z_dim != population.z_dim:
-        raise ParamError(
-            f"parameter z_dim changes tensor shapes and must be equal across a population; "
-            f"got {other.z_dim} for a population with {population.z_dim}"
-        )
-
-
 class StandardGAN:
     """Population of standard GANs: D learns real vs fake, G maximises log D(G(z))."""
 
@@ -77,15 +55,13 @@ class StandardGAN:
         device: torch.device,
         batch_size: int = 128,
     ) -> None:
-        self.params = list(params)
-        self.z_dim = int(shared_value(self.params, "z_dim"))
-        self.core = AdversarialCore(
-            data=data,
+        self.params, self.z_dim, self.core = population_core(
+            params,
+            data,
             seeds=seeds,
             device=device,
             batch_size=batch_size,
-            g_in=self.z_dim,
-            hp=stack_params(self.params, SEARCHED, device),
+            searched=SEARCHED,
         )
         self.size = self.core.size
 

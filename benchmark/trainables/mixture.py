@@ -18,10 +18,10 @@ from benchmark.trainables.core import (
     AdversarialCore,
     bce_fake,
     bce_real,
-    shared_value,
-    stack_params,
+    check_adoptable,
+    check_sample_mode,
+    population_core,
 )
-from benchmark.trainables.gan import check_adoptable, check_sample_mode
 
 __all__ = ["MixtureGAN", "MixtureParams", "t_quantiles"]
 
@@ -83,15 +83,13 @@ class MixtureGAN:
         device: torch.device,
         batch_size: int = 128,
     ) -> None:
-        self.params = list(params)
-        self.z_dim = int(shared_value(self.params, "z_dim"))
-        self.core = AdversarialCore(
-            data=data,
+        self.params, self.z_dim, self.core = population_core(
+            params,
+            data,
             seeds=seeds,
             device=device,
             batch_size=batch_size,
-            g_in=self.z_dim,
-            hp=stack_params(self.params, SEARCHED, device),
+            searched=SEARCHED,
             d_cond_dim=1,
         )
         self.size = self.core.size

@@ -14,12 +14,12 @@ from benchmark.nets import MemberRNG, member_view
 from benchmark.trainable import EpochResult, TrainableParams, param
 from benchmark.trainables.core import (
     AdversarialCore,
+    check_adoptable,
+    check_sample_mode,
     nonsaturating_g_loss,
-    shared_value,
-    stack_params,
+    population_core,
     vanilla_d_loss,
 )
-from benchmark.trainables.gan import check_adoptable, check_sample_mode
 
 __all__ = ["RealMixGAN", "RealMixParams"]
 
@@ -80,15 +80,14 @@ class RealMixGAN:
         device: torch.device,
         batch_size: int = 128,
     ) -> None:
-        self.params = list(params)
-        self.z_dim = int(shared_value(self.params, "z_dim"))
-        self.core = AdversarialCore(
-            data=data,
+        self.params, self.z_dim, self.core = population_core(
+            params,
+            data,
             seeds=seeds,
             device=device,
             batch_size=batch_size,
-            g_in=self.z_dim + data.dim,
-            hp=stack_params(self.params, SEARCHED, device),
+            searched=SEARCHED,
+            extra_g_in=data.dim,
         )
         self.size = self.core.size
         n_train = self.core.train_x.shape[0]
