@@ -659,8 +659,11 @@ def scale_text(paper: PaperClaim, scale: ScaleMatch, *, short: bool = False) -> 
 
 
 def claim_text(paper: PaperClaim, scale: ScaleMatch, claims: Sequence[dict]) -> list[str]:
+    """One line per claim row, every distance (the one on the paper's scale, or the closest,
+    first): leaving a distance out of the bottom line would hide where the claim holds."""
     lines = []
-    for distance in dict.fromkeys([scale.distance or scale.closest, "w1"]):
+    first = scale.distance or scale.closest
+    for distance in dict.fromkeys([first, *(c["distance"] for c in claims)]):
         for c in claims:
             if c["distance"] != distance:
                 continue

@@ -99,3 +99,20 @@ def test_claim_with_one_seed_each_has_no_floor_rather_than_a_zero_floor():
     assert floors["w1"] == pytest.approx(2.0)  # sd of 8, 9, 10 is 1
     assert floors["sliced_w2"] == pytest.approx(0.2)
     assert floors["pixel_w1"] == pytest.approx(2 * math.sqrt(7 / 3))  # var of 1, 2, 4 is 7/3
+
+
+def test_bottom_line_names_every_distance_with_the_closest_first():
+    # The 70-epoch MNIST check: the claim held on sliced W2 only, which is neither the
+    # distance closest to the paper's scale (pixel W1) nor W1; the bottom line once left it out.
+    scale = reproduce_report.ScaleMatch(
+        None, "pixel_w1", {"w1": 2.9, "sliced_w2": 1.3, "pixel_w1": 0.7}
+    )
+    rows = [
+        {"distance": d, "mode": m, "diff": -0.1, "ci_low": -0.2, "ci_high": -0.05,
+         "p_holm": 0.01, "verdict": "holds" if d == "sliced_w2" else "inconclusive"}
+        for d in ("w1", "sliced_w2", "pixel_w1") for m in ("buffer", "noise")
+    ]  # fmt: skip
+    lines = reproduce_report.claim_text(REALMIX_PAPER, scale, rows)
+    named = [line.split("`")[1] for line in lines[:6]]
+    assert named == ["pixel_w1"] * 2 + ["w1"] * 2 + ["sliced_w2"] * 2
+    assert sum("**holds**" in line for line in lines) == 2
