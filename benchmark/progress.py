@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from benchmark import records
+
 __all__ = ["Progress", "StudyProgress", "TrialSteps", "format_seconds"]
 
 
@@ -137,7 +139,7 @@ class StudyProgress:
         """The trial's intermediate values so far (the pareto rule keeps them as a user attr)."""
         if trial.intermediate_values:
             return [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
-        curve = trial.user_attrs.get("curve") or {}
+        curve = trial.user_attrs.get(records.CURVE) or {}
         return [v for _, v in sorted((int(k), v) for k, v in curve.items())]
 
     def _best(self, complete: list[Any]) -> str:

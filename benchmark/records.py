@@ -14,6 +14,7 @@ __all__ = [
     "STALE_ON_RETRY",
     "epoch_metrics",
     "objective_metric",
+    "seed_artifact",
     "seed_folder",
     "seed_metric",
 ]
@@ -84,6 +85,12 @@ def seed_metric(seed: int | None, multi: bool, name: str) -> str:
 def seed_folder(seed: int, multi: bool) -> str | None:
     """Artifact folder of one seed in the trial's run: 'seed_<k>' when it has several seeds."""
     return f"seed_{seed}" if multi else None
+
+
+def seed_artifact(seed: int | None, multi: bool, name: str) -> str:
+    """Path of one seed's artifact `name` in the trial's run ('seed_<k>/<name>' if several)."""
+    folder = seed_folder(seed, multi) if seed is not None else None
+    return f"{folder}/{name}" if folder else name
 
 
 def epoch_metrics(seed: int, multi: bool, metrics: Mapping[str, float]) -> dict[str, float]:

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 from mlflow import MlflowClient
 
+from benchmark import records
 from benchmark.objectives import metric_names
 from benchmark.reporting.labels import short_name
 from benchmark.storage import StorageError, open_storage, storage_kind
@@ -243,7 +244,7 @@ def load_study_data(name: str, storage_url: str, *, tracking_uri: str | None = N
 
 
 def _record(trial: Any, space: str | None, client: Any, notes: list[str]) -> TrialRecord:
-    config = trial.user_attrs.get("config") or {}
+    config = trial.user_attrs.get(records.CONFIG) or {}
     trainable = config.get("trainable")
     if trainable is None and space is not None:
         trainable = _space_trainable(space)
@@ -255,8 +256,8 @@ def _record(trial: Any, space: str | None, client: Any, notes: list[str]) -> Tri
         short = key[len(prefix) :] if prefix and key.startswith(prefix) else key
         params[short] = value
         dists[short] = trial.distributions[key]
-    seeds = [dict(s) for s in trial.user_attrs.get("seeds", [])]
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    seeds = [dict(s) for s in trial.user_attrs.get(records.SEEDS, [])]
+    run_id = trial.user_attrs.get(records.MLFLOW_RUN_ID)
     if client is not None and run_id and seeds:
         _merge_mlflow_finals(client, run_id, seeds, notes)
     values = list(trial.values) if trial.values is not None else None
@@ -269,11 +270,11 @@ def _record(trial: Any, space: str | None, client: Any, notes: list[str]) -> Tri
         distributions=dists,
         config=dict(config.get("params", {})),
         seeds=seeds,
-        final=dict(trial.user_attrs.get("final", {})),
+        final=dict(trial.user_attrs.get(records.FINAL, {})),
         mlflow_run_id=run_id,
-        reason=trial.user_attrs.get("reason"),
+        reason=trial.user_attrs.get(records.REASON),
         intermediate=dict(trial.intermediate_values),
-        curve=dict(trial.user_attrs.get("curve", {})),
+        curve=dict(trial.user_attrs.get(records.CURVE, {})),
     )
 
 
@@ -296,7 +297,7 @@ def _merge_mlflow_finals(
         return
     multi = len(seeds) > 1
     for summary in seeds:
-        prefix = f"seed_{summary.get('seed')}/" if multi else ""
+        prefix = records.seed_metric(summary.get("seed"), multi, "")
         for key, value in metrics.items():
             if prefix and not key.startswith(prefix):
                 continue
@@ -324,8 +325,8 @@ def study_split_note(data: StudyData) -> str | None:
     best = min(data.complete(), key=lambda t: t.objective)
     if not best.mlflow_run_id or not best.seeds:
         return None
-    prefix = f"seed_{best.seeds[0].get('seed')}/" if len(best.seeds) > 1 else ""
-    raw = artifact(data, best.mlflow_run_id, prefix + "config.json")
+    name = records.seed_artifact(best.seeds[0].get("seed"), len(best.seeds) > 1, "config.json")
+    raw = artifact(data, best.mlflow_run_id, name)
     if raw is None:
         return None
     try:
@@ -355,7 +356,7 @@ def history(data: StudyData, record: TrialRecord, key: str) -> np.ndarray | None
     arr = np.full((len(record.seeds), epochs), np.nan)
     multi = len(record.seeds) > 1
     for i, summary in enumerate(record.seeds):
-        metric = (f"seed_{summary.get('seed')}/" if multi else "") + key
+        metric = records.seed_metric(summary.get("seed"), multi, key)
         try:
             history = data.mlflow.get_metric_history(record.mlflow_run_id, metric)
         except Exception:

@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 
+from benchmark import records
 from benchmark.data import load_dataset
 from benchmark.metrics.reference import (
     DISTANCES,
@@ -679,7 +680,7 @@ def _samples(ctx: _Context) -> None:
         if not best.mlflow_run_id or not best.seeds:
             continue
         seed = best.seeds[0].get("seed")
-        prefix = f"seed_{seed}/" if len(best.seeds) > 1 else ""
+        multi = len(best.seeds) > 1
         for name, target, what in (
             ("samples.png", f"samples_{trainable}.png",
              "buffer mode (as trained)" if trainable == "realmix" else "samples"),
@@ -687,7 +688,7 @@ def _samples(ctx: _Context) -> None:
              "noise mode (no real data reaches G)"),
             ("losses.png", f"losses_{trainable}.png", "per-step losses"),
         ):  # fmt: skip
-            raw = artifact(data, best.mlflow_run_id, prefix + name)
+            raw = artifact(data, best.mlflow_run_id, records.seed_artifact(seed, multi, name))
             if raw is None:
                 continue
             (ctx.out / target).write_bytes(raw)
