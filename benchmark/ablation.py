@@ -36,7 +36,9 @@ from typing import Any
 import pandas as pd
 
 from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
-from benchmark.study import DEFAULT_STORAGE
+from benchmark.plan import DEFAULT_STORAGE, StudyPlan, check_resume
+from benchmark.plan import UsageError as StudyUsageError
+from benchmark.study import population_arg, run_plan
 from studies import ablation as designs
 
 __all__ = ["DEFAULT_OUT", "DESIGNS", "enqueue_missing", "main"]
@@ -83,9 +85,8 @@ def enqueue_missing(study: Any, design: designs.AblationSpace) -> list[dict[str,
     return added
 
 
-def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> Any:
+def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> StudyPlan:
     """The study of `design`: every cell once, random order, no pruning (a StudyPlan)."""
-    from benchmark import study as study_cli
     from benchmark.cli import parse_overrides
     from benchmark.settings import setting_changes
     from benchmark.trainable import ParamError
@@ -97,8 +98,8 @@ def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> Any:
     flags["data_dir"] = args.data_dir
     changes = {k: v for k, v in first.items() if v is not None}
     changes.update(setting_changes(assignments, flags))
-    population = 1 if args.population is None else study_cli.population_arg(args.population)
-    return study_cli.StudyPlan.create(
+    population = 1 if args.population is None else population_arg(args.population)
+    return StudyPlan.create(
         design.name,
         trials=len(design.cells()),
         objective="wasserstein",
@@ -112,11 +113,10 @@ def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> Any:
     )
 
 
-def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple[Any, int]:
+def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple[StudyPlan, int]:
     """Create or resume the study, enqueue missing cells, run them; (plan, exit code)."""
     import optuna
 
-    from benchmark import study as study_cli
     from benchmark.storage import open_storage
 
     plan = _study_plan(args, design)
@@ -138,7 +138,7 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
     except KeyError:
         attrs = None
     if attrs is not None and "space" in attrs:
-        study_cli.check_resume(plan, attrs)  # UsageError before anything is enqueued
+        check_resume(plan, attrs)  # UsageError before anything is enqueued
 
     def enqueue(study: Any) -> None:
         # Called by run_plan once the study (and its MLflow parent run) exists, before any
@@ -152,7 +152,7 @@ def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple
             file=sys.stderr,
         )
 
-    return plan, study_cli.run_plan(plan, prepare=enqueue)
+    return plan, run_plan(plan, prepare=enqueue)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from benchmark.reporting.load import ReportError, load_study_data
     from benchmark.settings import SettingsError
     from benchmark.storage import StorageError
-    from benchmark.study import UsageError as StudyUsageError
     from benchmark.tracking import TrackingError
     from benchmark.trainable import ParamError
     from studies import SpaceError

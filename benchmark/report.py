@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.cli import HelpFormatter
-from benchmark.study import DEFAULT_STORAGE
+from benchmark.plan import DEFAULT_STORAGE
 
 __all__ = ["DEFAULT_OUT", "build_parser", "main"]
 

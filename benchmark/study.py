@@ -10,8 +10,9 @@ Defaults work on a fresh machine: trials go to the journal file results/optuna.j
 directory (sqlite:///mlflow.db, so ``mlflow ui`` there shows the runs). Re-running with the
 same study name resumes the study: finished (complete or pruned) trials count toward
 --trials. The best trial (the Pareto front for --objective pareto) is printed at the end and
-written to results/studies/<study>/best.json (other storages: see `study_folder`). A damaged
-journal file is refused before anything is written (--repair-journal keeps its readable part).
+written to results/studies/<study>/best.json (other storages: see
+`benchmark.outcome.study_folder`). A damaged journal file is refused before anything is
+written (--repair-journal keeps its readable part).
 
 One worker runs in this process; ``--workers N`` or ``--gpus`` start worker processes (see
 `benchmark.launcher`) that share the study. A dead worker's trial is failed and re-queued.
@@ -31,186 +32,60 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
-import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from sqlalchemy.engine import make_url
 
 from benchmark import records
-from benchmark.artifacts import json_safe
-from benchmark.budget import budget_counts
 from benchmark.cli import HelpFormatter, add_data_dir, add_train_size, parse_overrides
-from benchmark.data import DATASETS, IMAGE_DATASETS, DataError
+from benchmark.data import DATASETS, DataError
 from benchmark.objectives import OBJECTIVES, get_objective, intermediate_metric
-from benchmark.progress import StudyProgress, TrialSteps, format_seconds
-from benchmark.settings import Settings, SettingsError, setting_changes
+from benchmark.outcome import (
+    fmt_value,
+    print_best,
+    print_counts,
+    print_next,
+    writable_study_folder,
+    write_best,
+)
+from benchmark.plan import (
+    DEFAULT_STORAGE,
+    StudyPlan,
+    UsageError,
+    check_resume,
+    trial_steps_mode,
+)
+from benchmark.progress import StudyProgress, TrialSteps
+from benchmark.settings import SettingsError, setting_changes
 from benchmark.signals import interrupt_exit_code, signals_as_interrupt
 from benchmark.spec import WorkerSpec
-from benchmark.storage import (
-    JOURNAL_SUFFIXES,
-    PRUNERS,
-    SAMPLERS,
-    StorageError,
-    is_in_memory_sqlite,
-    make_sampler,
-    open_storage,
-    repair_journal,
-    storage_kind,
-)
-from benchmark.tracking import TrackingError, connect, environment_tags
+from benchmark.storage import PRUNERS, SAMPLERS, StorageError, open_storage, repair_journal
+from benchmark.tracking import TrackingError, connect
 from benchmark.trainable import ParamError
 from benchmark.urls import mask_url
 from benchmark.writer import account_artifacts, wait_for_writers, writer_lock_dir
-from studies import SPACES, SearchSpace, SpaceError, compare, get_space
+from studies import SPACES, SpaceError, get_space
 
-__all__ = ["UsageError", "StudyPlan", "build_parser", "main", "plan_from_args", "run_plan"]
+__all__ = ["build_parser", "main", "plan_from_args", "population_arg", "run_plan"]
 
-DEFAULT_STORAGE = "results/optuna.journal"
-RESULTS_DIR = Path("results") / "studies"
-IGNORED_FOR_RESUME = ("device", "data_dir")
-"""Settings that may change between sessions of one study (they do not change results)."""
 INTERRUPTED_CODES = (130, 143, 129)
 """Exit codes of a stopped study: Ctrl-C (SIGINT), SIGTERM, SIGHUP (128 + the signal)."""
 PARENT_WAIT_SECONDS = 120.0
 """How long an invocation that did not create the study waits for its MLflow parent run."""
 
 
-class UsageError(ValueError):
-    """Bad command-line input (exit code 2)."""
-
-
-@dataclass
-class StudyPlan:
-    """Validated options of one invocation, before anything is stored."""
-
-    space: str
-    study_name: str
-    objective: str
-    sampler: str
-    pruner: str
-    trials: int
-    settings: Any
-    overrides: dict[str, Any]
-    storage: str
-    tracking_uri: str | None
-    gpus: list[int] | None
-    workers: int
-    timeout: float | None
-    population: int = 1
-    """Trials each worker trains at once as one population (0: auto)."""
-    results_dir: Path = field(default_factory=lambda: RESULTS_DIR)
-    repair_journal: bool = False
-    """Repair a damaged journal file (keep its readable prefix) instead of refusing it."""
-    sampler_seed: int | None = None
-    """Seed of the sampler (recorded with the study; a resume with another is refused)."""
-    out_dir: Path | None = None
-    """Folder for best.json; None: results_dir/<study>."""
-
-    @classmethod
-    def create(
-        cls,
-        space: str,
-        *,
-        trials: int = 20,
-        objective: str = "wasserstein",
-        sampler: str = "tpe",
-        pruner: str = "median",
-        settings: Mapping[str, Any] | None = None,
-        params: Mapping[str, Any] | None = None,
-        storage: str = DEFAULT_STORAGE,
-        tracking_uri: str | None = None,
-        gpus: str | None = None,
-        device: str | None = None,
-        workers: int | None = None,
-        timeout: float | None = None,
-        population: int = 1,
-        repair_journal: bool = False,
-        sampler_seed: int | None = None,
-        study_name: str | None = None,
-        out_dir: Path | None = None,
-    ) -> StudyPlan:
-        """A validated plan from typed values (the CLI, benchmark.ablation and the tests
-        build plans this way); raises on bad input without touching any storage.
-
-        `settings`: changes to the space's settings (`setting_changes` builds them from
-        flags); `params`: fixed params (--param), validated against the space's trainables;
-        `gpus`: 'all' or GPU indices like '0,1'; `device`: of the in-process worker (--device);
-        `population`: 0 for auto.
-        """
-        found = get_space(space)
-        n_workers = workers if workers is not None else 1
-        if trials < 1:
-            raise UsageError(f"--trials {trials}: must be >= 1")
-        if n_workers < 1:
-            raise UsageError(f"--workers {workers}: must be >= 1")
-        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
-            raise UsageError(f"--timeout {timeout}: must be a positive number of seconds")
-        if device is not None and (gpus is not None or n_workers > 1):
-            raise UsageError(
-                f"--device {device} sets the device of the one in-process worker; worker "
-                "processes run on the CPU (--workers N) or one per GPU (--gpus): drop --device"
-            )
-        plan = cls(
-            space=space,
-            study_name=study_name or "",
-            objective=objective,
-            sampler=sampler,
-            pruner=pruner,
-            trials=trials,
-            settings=_plan_settings(found, objective, {**(settings or {}), "device": device}),
-            overrides={},
-            storage=storage,
-            tracking_uri=tracking_uri,
-            gpus=None,
-            workers=n_workers,
-            timeout=timeout,
-            population=population,
-            repair_journal=repair_journal,
-            sampler_seed=sampler_seed,
-            out_dir=out_dir,
-        )
-        if population != 1 and getattr(found, "TRAINABLE", None) is None:
-            raise UsageError(
-                f"--population trains one trainable's trials together; space {space!r} "
-                "searches over trainables. Use --workers N for it, or one of the "
-                "single-trainable spaces with --population"
-            )
-        plan.settings = _check_objective(plan, found)
-        plan.overrides = _overrides(found, params or {})
-        _check_storage_and_sampler(plan)
-        plan.gpus = _gpus(gpus)
-        plan.study_name = study_name or f"{space}-{plan.settings.dataset}-{objective}"
-        return plan
-
-    @property
-    def directions(self) -> list[str]:
-        return get_objective(self.objective).directions
-
-    @property
-    def best_path(self) -> Path:
-        """Where best.json is written: --out DIR, else `study_folder(self)`."""
-        folder = self.out_dir if self.out_dir is not None else study_folder(self)
-        return folder / "best.json"
-
-
-# -- argument parsing --------------------------------------------------------------------
+# -- argument parsing ----------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,54 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(space: SearchSpace, raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Typed, validated --param values (ParamError naming the param and its range)."""
-    # the trainables (and scipy, for Mixture's t-measures) load only when params are given:
-    # --help and most argument errors answer without them
-    from benchmark.trainables import params_class
-
-    variants = [space.TRAINABLE] if space.TRAINABLE is not None else list(compare.CHOICES)
-    typed: dict[str, Any] = {}
-    for key, value in raw.items():
-        owners = [v for v in variants if key in params_class(v).names()]
-        if not owners:
-            valid = sorted({n for v in variants for n in params_class(v).names()})
-            raise ParamError(
-                f"--param {key}: not a parameter of {' or '.join(variants)}; "
-                f"valid: {', '.join(valid)}"
-            )
-        for variant in owners:
-            typed[key] = params_class(variant).from_mapping({key: value}).to_dict()[key]
-    return typed
-
-
-def _gpus(spec: str | None) -> list[int] | None:
-    if spec is None:
-        return None
-    count = torch.cuda.device_count()
-    if spec.strip().lower() == "all":
-        if count == 0:
-            raise UsageError(
-                "--gpus all: no CUDA GPU is visible (torch.cuda.device_count() == 0); "
-                "drop --gpus, or use --workers N for CPU workers"
-            )
-        return list(range(count))
-    try:
-        ids = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--gpus {spec!r}: use 'all' or GPU indices like 0,1,3") from None
-    if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
-        raise UsageError(f"--gpus {spec!r}: use 'all' or distinct GPU indices like 0,1,3")
-    missing = [i for i in ids if i >= count]
-    if missing:
-        have = f"GPUs 0..{count - 1}" if count else "no CUDA GPU"
-        raise UsageError(
-            f"--gpus {spec}: GPU {', '.join(map(str, missing))} not present; this machine has "
-            f"{have} (torch.cuda.device_count() == {count})"
-        )
-    return ids
-
-
 def population_arg(value: str) -> int:
     """--population as an int (0 for auto); UsageError for bad values."""
     if value.strip().lower() == "auto":
@@ -436,132 +263,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
     )
 
 
-def _plan_settings(space: SearchSpace, objective: str, changes: Mapping[str, Any]) -> Settings:
-    """The space's settings with `changes` (None values ignored); exact W1 every epoch for the
-    objectives that prune on it unless set."""
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if get_objective(objective).exact_every_epoch and "exact_every_epoch" not in changes:
-        # the pruner then sees the objective's own metric (exact W1) at every scored epoch,
-        # and a pruned trial's value is a W1 like a complete trial's
-        changes["exact_every_epoch"] = True
-    settings = dataclasses.replace(space.SETTINGS, **changes)  # SettingsError when out of range
-    if settings.dataset not in DATASETS:
-        raise UsageError(
-            f"--dataset {settings.dataset!r} is unknown; valid: {', '.join(DATASETS)}"
-        )
-    return settings
-
-
-def _check_objective(plan: StudyPlan, space: SearchSpace) -> Settings:
-    """The settings the objective needs (extra metrics for classifier-FID); UsageError when
-    it does not fit the space or the dataset."""
-    objective = get_objective(plan.objective)
-    if not objective.applies_to(getattr(space, "TRAINABLE", None)):
-        raise UsageError(
-            f"--objective {plan.objective} scores RealMix's noise sampling mode; space "
-            f"{plan.space!r} is not a RealMix space (use --objective "
-            f"{plan.objective.removesuffix('-noise')})"
-        )
-    if not objective.needs_labels:
-        return plan.settings
-    if plan.settings.dataset not in IMAGE_DATASETS:
-        raise UsageError(
-            f"--objective {plan.objective} needs a digit/image dataset with labels "
-            f"({', '.join(IMAGE_DATASETS)}), not {plan.settings.dataset!r}"
-        )
-    return plan.settings.replace(extra_metrics=True)
-
-
-def _check_storage_and_sampler(plan: StudyPlan) -> None:
-    """UsageError for a storage no worker can share, or a sampler that cannot be made."""
-    if storage_kind(plan.storage) == "rdb" and is_in_memory_sqlite(plan.storage):
-        raise UsageError(
-            f"--storage {plan.storage}: an in-memory SQLite database is private to one "
-            "connection, so worker processes (and this process's own worker) cannot share it, "
-            "and the study would be lost at exit; use a file, e.g. --storage "
-            "sqlite:///results/optuna.db, or the default journal results/optuna.journal"
-        )
-    if plan.repair_journal and storage_kind(plan.storage) != "journal":
-        raise UsageError(
-            f"--repair-journal repairs a journal file; --storage {_mask(plan.storage)} is a "
-            "database"
-        )
-    if plan.sampler == "cmaes":
-        try:
-            import cmaes  # noqa: F401 - only to check it is installed
-        except ModuleNotFoundError:
-            raise UsageError(
-                "--sampler cmaes needs the cmaes package: pip install cmaes"
-            ) from None
-    seed = plan.sampler_seed
-    if seed is not None and not 0 <= seed < 2**32 - 1024:
-        raise UsageError(f"--sampler-seed {seed}: must be a whole number from 0 to 2**32 - 1025")
-    try:
-        make_sampler(plan.sampler, multi_objective=get_objective(plan.objective).multi, seed=seed)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-
-
-# -- study creation / resume ---------------------------------------------------------------
-
-
-def _settings_key(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k not in IGNORED_FOR_RESUME}
-
-
-def check_resume(plan: StudyPlan, attrs: dict[str, Any]) -> None:
-    """UsageError when an existing study was created with other fixed options."""
-    wanted = {
-        "space": plan.space,
-        "objective": plan.objective,
-        "settings": _settings_key(dataclasses.asdict(plan.settings)),
-        "overrides": plan.overrides,
-    }
-    diffs = []
-    stored_seed = attrs.get(records.STUDY_SAMPLER_SEED)
-    if plan.sampler_seed != stored_seed:
-        diffs.append(
-            f"sampler seed: stored {stored_seed!r}, asked {plan.sampler_seed!r} (--sampler-seed)"
-        )
-    stored = {
-        "space": attrs.get(records.STUDY_SPACE),
-        "objective": attrs.get(records.STUDY_OBJECTIVE),
-        "settings": _settings_key(attrs.get(records.STUDY_SETTINGS, {})),
-        "overrides": attrs.get(records.STUDY_OVERRIDES, {}),
-    }
-    if plan.settings.seeds > 1:
-        steps = _trial_steps(plan.population)
-        stored_steps = attrs.get(records.STUDY_TRIAL_STEPS, _trial_steps(1))
-        if steps != stored_steps:
-            diffs.append(
-                f"pruning steps: stored {stored_steps!r}, asked {steps!r} (with --seeds > 1 "
-                "a study keeps either --population 1 or --population > 1)"
-            )
-    for key in ("space", "objective"):
-        if wanted[key] != stored[key]:
-            diffs.append(f"{key}: stored {stored[key]!r}, asked {wanted[key]!r}")
-    for group in ("settings", "overrides"):
-        for k in sorted(set(wanted[group]) | set(stored[group])):
-            a, b = stored[group].get(k), wanted[group].get(k)
-            if a != b:
-                hint = EXACT_HINT if k == "exact_every_epoch" and a is False else ""
-                diffs.append(f"{k}: stored {a!r}, asked {b!r}{hint}")
-    if diffs:
-        raise UsageError(
-            f"study {plan.study_name!r} already exists with other fixed options "
-            f"({'; '.join(diffs)}); resume it with the same options or pass a new --study-name"
-        )
-
-
-EXACT_HINT = (
-    " (a study made before W1 was scored every epoch: add --setting exact_every_epoch=false "
-    "to resume it; its pruner then keeps seeing sliced W2)"
-)
-
-
-def _trial_steps(population: int) -> str:
-    """How a trial with several seeds reports intermediate values to the pruner."""
-    return "seed after seed" if population == 1 else "mean over seeds"
+# -- study creation / resume ----------------------------------------------------------------------
 
 
 def _existing_study_attrs(storage: Any, name: str) -> dict[str, Any] | None:
@@ -622,7 +324,7 @@ def _open_study(plan: StudyPlan, storage: Any, tracker: Any) -> tuple[Any, str, 
         study.set_user_attr(records.STUDY_OBJECTIVE, plan.objective)
         study.set_user_attr(records.STUDY_SETTINGS, dataclasses.asdict(plan.settings))
         study.set_user_attr(records.STUDY_OVERRIDES, plan.overrides)
-        study.set_user_attr(records.STUDY_TRIAL_STEPS, _trial_steps(plan.population))
+        study.set_user_attr(records.STUDY_TRIAL_STEPS, trial_steps_mode(plan.population))
         study.set_user_attr(records.STUDY_SAMPLER_SEED, plan.sampler_seed)
         study.set_user_attr(records.STUDY_INTERMEDIATE_METRIC, _intermediate(plan))
         _name_metrics(study, plan.objective)
@@ -664,156 +366,7 @@ def _mask(url: str) -> str:
     return mask_url(url) or url
 
 
-def study_folder(plan: StudyPlan) -> Path:
-    """Where best.json and ask.lock of this study on this storage go.
-
-    results/studies/<study>/ for the default journal; results/studies/<study>@<storage-tag>/
-    for any other storage, so that studies of one name on two storages never share a file.
-    The tag is readable (kind and file or database name) plus a hash of where the storage
-    is (absolute path, or backend, host, port and database: never the password).
-    """
-    if _storage_identity(plan.storage) == _storage_identity(DEFAULT_STORAGE):
-        return plan.results_dir / plan.study_name
-    return plan.results_dir / f"{plan.study_name}@{storage_tag(plan.storage)}"
-
-
-def _storage_identity(url: str) -> str:
-    if "://" not in url:
-        return f"journal:{Path(url).absolute()}"
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        database = str(Path(database).absolute())
-    return f"{parsed.get_backend_name()}://{parsed.host or ''}:{parsed.port or ''}/{database}"
-
-
-def storage_tag(url: str) -> str:
-    """A short folder-name tag for a storage, e.g. 'sqlite-optuna-3f2a9c1d'."""
-    if "://" in url:
-        parsed = make_url(url)
-        kind = parsed.get_backend_name()
-        name = Path(parsed.database or "memory").stem
-    else:
-        kind, name = "journal", Path(url).stem
-    digest = hashlib.sha256(_storage_identity(url).encode()).hexdigest()[:8]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{kind}-{name}") + f"-{digest}"
-
-
-# -- progress and the end report -------------------------------------------------------------
-
-
-def _trial_entry(trial: Any, metric_names: Sequence[str]) -> dict[str, Any]:
-    config = trial.user_attrs.get(records.CONFIG, {})
-    return {
-        "trial": trial.number,
-        "values": dict(zip(metric_names, trial.values)),
-        "trainable": config.get("trainable"),
-        "params": config.get("params", {}),
-        "suggested": trial.params,
-        "seeds": trial.user_attrs.get(records.SEEDS, []),
-        "final": trial.user_attrs.get(records.FINAL, {}),
-        "mlflow_run_id": trial.user_attrs.get(records.MLFLOW_RUN_ID),
-    }
-
-
-def write_best(
-    plan: StudyPlan, study: optuna.Study, parent_run_id: str, tracking_uri: str
-) -> tuple[Path, dict[str, Any]]:
-    """Write best.json into `study_folder(plan)`; returns its path and what it holds. It
-    records the resolved package versions and git commit (`environment`) beside the result."""
-
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    names = get_objective(plan.objective).metrics
-    if get_objective(plan.objective).multi:
-        # Optuna's front; ties in the first objective in trial order, as before
-        best = sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
-    else:
-        best = [min(complete, key=lambda t: t.value)] if complete else []
-    doc = {
-        "study": plan.study_name,
-        "space": plan.space,
-        "objective": plan.objective,
-        "metrics": list(names),
-        "directions": plan.directions,
-        "storage": mask_url(plan.storage),
-        "mlflow_tracking_uri": mask_url(tracking_uri),
-        "mlflow_parent_run_id": parent_run_id,
-        "environment": environment_tags(),
-        "settings": dataclasses.asdict(plan.settings),
-        "fixed_params": plan.overrides,
-        "trials": {k: v for k, v in budget_counts(trials).items() if v},
-        "best": [_trial_entry(t, names) for t in best],
-    }
-    path = plan.best_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    safe = json_safe(doc)
-    path.write_text(json.dumps(safe, indent=2) + "\n")
-    return path, safe
-
-
-def _print_best(plan: StudyPlan, path: Path, doc_best: list[dict[str, Any]]) -> None:
-    if not doc_best:
-        print(f"{plan.study_name}: no trial completed yet; see {path}")
-        return
-    head = "pareto-optimal trials" if get_objective(plan.objective).multi else "best trial"
-    print(f"{plan.study_name}: {head} (mean over {plan.settings.seeds} seed(s)):")
-    for entry in doc_best:
-        values = ", ".join(f"{k} {v:.5g}" for k, v in entry["values"].items())
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in entry["suggested"].items())
-        print(f"  #{entry['trial']} {entry['trainable']}: {values}  [{params}]")
-        noise = entry.get("final", {}).get("w1_noise")
-        if noise is not None and "w1_noise" not in entry["values"]:
-            print(
-                f"     W1 in noise mode {noise:.5g} (no real image reaches G: copying cannot "
-                "help; `--objective wasserstein-noise` searches on it)"
-            )
-    print(f"written to {path}")
-
-
-def _print_counts(plan: StudyPlan, doc: dict[str, Any], seconds: float) -> None:
-    """'<study>: 20 of 20 trials finished (14 complete, 6 pruned), 1 failed, in 1h02m'."""
-    counts = doc["trials"]
-    done = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
-    parts = [f"{counts.get('COMPLETE', 0)} complete", f"{counts.get('PRUNED', 0)} pruned"]
-    words = {"FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
-    extra = [f"{counts[k]} {w}" for k, w in words.items() if counts.get(k)]
-    print(
-        f"{plan.study_name}: {done} of {plan.trials} trials finished ({', '.join(parts)})"
-        + (f", {', '.join(extra)}" if extra else "")
-        + f"; this session {format_seconds(seconds)}"
-    )
-
-
-def _print_next(plan: StudyPlan, tracking_uri: str) -> None:
-    """The commands to look at the results, and what to add for confidence intervals."""
-    storage = "" if plan.storage == DEFAULT_STORAGE else f" --storage '{_mask(plan.storage)}'"
-    print(f"next: python -m benchmark.report --study {plan.study_name}{storage}")
-    shown = _mask(tracking_uri)
-    if tracking_uri.startswith(("http://", "https://")):
-        print(f"      MLflow: {shown} (the tracking server's UI)")
-    else:
-        print(f"      MLflow: mlflow ui --backend-store-uri {shown}")
-    print(
-        "      (at http://127.0.0.1:5000 click Model training, Experiments, mixbench, then +"
-        " beside the study's run; see README)"
-    )
-    if plan.storage.endswith(JOURNAL_SUFFIXES) or plan.storage.startswith("sqlite:"):
-        print(f"      Optuna dashboard: optuna-dashboard {plan.storage}")
-    if plan.settings.seeds == 1:
-        print(
-            "note: every trial trained 1 seed, so the report can give no confidence interval "
-            "or noise floor; for them add --seeds 3 "
-            f"--study-name {plan.study_name}-s3 to this command (a new study, ~3x the time), "
-            "or run `python -m benchmark.ablation` on the knobs you care about"
-        )
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-# -- running -------------------------------------------------------------------------------
+# -- running --------------------------------------------------------------------------------
 
 
 def run_plan(
@@ -839,24 +392,14 @@ def run_plan(
 def _run_plan(
     plan: StudyPlan, *, stream: Any = None, prepare: Callable[[Any], None] | None = None
 ) -> int:
-    """run_plan's body, run with the caller's SIGINT handler restored afterwards.
-
-    About 90 lines: the main job's steps in the order they must happen (checks before anything
-    is written, the MLflow parent run before any worker); each step is one call.
+    """run_plan's body, run with the caller's SIGINT handler restored afterwards: the main
+    job's steps in the order they must happen (checks before anything is written, the MLflow
+    parent run before any worker); each step is one call.
     """
     # The training side (torch, POT, MLflow, the trainables) is imported once the arguments
     # are checked, so that --help and bad input answer fast.
-    from benchmark.launcher import (
-        close_stale_parent,
-        cpu_slots,
-        gpu_slots,
-        launch,
-        mark_invocation,
-        recover_orphans,
-        warm_up,
-    )
+    from benchmark.launcher import close_stale_parent, mark_invocation, recover_orphans, warm_up
     from benchmark.runner import load_data, resolve_device
-    from benchmark.worker import run_worker
 
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -866,7 +409,7 @@ def _run_plan(
     attrs = _existing_study_attrs(storage, plan.study_name)
     if attrs is not None and records.STUDY_SPACE in attrs:
         check_resume(plan, attrs)  # before anything is written
-    lock = _writable_study_folder(plan)  # UsageError: read-only results/
+    lock = writable_study_folder(plan)  # UsageError: read-only results/
     in_process = plan.gpus is None and plan.workers == 1
     if not in_process:
         warm_up()
@@ -899,38 +442,47 @@ def _run_plan(
         best_metric=get_objective(plan.objective).metrics[0],
     )
     progress.update()
-    code = 0
     try:
         with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
-            if in_process:
-                code = run_worker(
-                    spec,
-                    on_trial_end=progress.update,
-                    storage=storage,
-                    data=data,
-                    tracker=tracker,
-                    on_epoch=progress.update,
-                )
-            else:
-                slots = (
-                    gpu_slots(plan.gpus, plan.workers)
-                    if plan.gpus is not None
-                    else cpu_slots(plan.workers)
-                )
-                code = launch(
-                    spec,
-                    slots,
-                    study=study,
-                    storage=storage,
-                    tracker=tracker,
-                    on_tick=progress.update,
-                )
+            code = _run_workers(plan, spec, in_process, study, storage, data, tracker, progress)
     except KeyboardInterrupt as err:
         code = interrupt_exit_code(err)
     progress.update()
     progress.close()  # after Ctrl-C the bar's line is still open: end it
     _finish(plan, study, parent, tracker, lock, code, time.perf_counter() - started)
     return code
+
+
+def _run_workers(
+    plan: StudyPlan,
+    spec: WorkerSpec,
+    in_process: bool,
+    study: optuna.Study,
+    storage: Any,
+    data: Any,
+    tracker: Any,
+    progress: StudyProgress,
+) -> int:
+    """Run the one in-process worker, or start and watch the worker processes; their exit
+    code (KeyboardInterrupt, also for SIGTERM/SIGHUP, goes to the caller)."""
+    from benchmark.launcher import cpu_slots, gpu_slots, launch  # the training side: see _run_plan
+    from benchmark.worker import run_worker
+
+    if in_process:
+        return run_worker(
+            spec,
+            on_trial_end=progress.update,
+            storage=storage,
+            data=data,
+            tracker=tracker,
+            on_epoch=progress.update,
+        )
+    slots = (
+        gpu_slots(plan.gpus, plan.workers) if plan.gpus is not None else cpu_slots(plan.workers)
+    )
+    return launch(
+        spec, slots, study=study, storage=storage, tracker=tracker, on_tick=progress.update
+    )
 
 
 def _worker_spec(plan: StudyPlan, tracking_uri: str, lock: Path, device: str) -> WorkerSpec:
@@ -975,36 +527,15 @@ def _finish(
     _log_best_metrics(tracker, parent, doc)
     mark_invocation(tracker, parent, "ended")
     tracker.end_study(parent, status)
-    _print_counts(plan, doc, seconds)
-    _print_best(plan, path, doc["best"])
+    print_counts(plan, doc, seconds)
+    print_best(plan, path, doc["best"])
     if code in INTERRUPTED_CODES:
         print(
             "interrupted: the running trial(s) were recorded as FAIL; run the same command "
             "again to resume",
             file=sys.stderr,
         )
-    _print_next(plan, tracker.tracking_uri)
-
-
-def _writable_study_folder(plan: StudyPlan) -> Path:
-    """The study's ask.lock, created now: a read-only results/ fails here (UsageError),
-    before the MLflow parent run or any trial exists."""
-    folder = study_folder(plan)
-    lock = folder / "ask.lock"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a"):
-            pass
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")  # best.json is written into this folder at the end
-        probe.unlink()
-    except OSError as err:
-        raise UsageError(
-            f"cannot write to {str(folder)!r} ({err.strerror or err}), where the study keeps "
-            "its lock file and best.json; make it writable (chmod u+w) or run from another "
-            "folder"
-        ) from None
-    return lock
+    print_next(plan, tracker.tracking_uri)
 
 
 @contextlib.contextmanager
@@ -1065,7 +596,7 @@ def startup_summary(
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     state = f"resuming: {done} of {plan.trials} trials finished" if resumed else "new study"
     params = [p for p in _space_params(space) if p not in plan.overrides]
-    fixed = ", ".join(f"{k}={_fmt(v)}" for k, v in plan.overrides.items())
+    fixed = ", ".join(f"{k}={fmt_value(v)}" for k, v in plan.overrides.items())
     steps = trial_steps(plan)
     metric = _intermediate(plan)
     if in_process:
