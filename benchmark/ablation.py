@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark import records
 from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
 from benchmark.plan import DEFAULT_STORAGE, StudyPlan, check_resume
 from benchmark.plan import UsageError as StudyUsageError
@@ -72,7 +73,10 @@ def enqueue_missing(study: Any, design: designs.AblationSpace) -> list[dict[str,
     for trial in study.get_trials(deepcopy=False):
         if trial.state.name not in PRESENT_STATES:
             continue
-        known = {**trial.user_attrs.get("fixed", {}), **trial.system_attrs.get("fixed_params", {})}
+        known = {
+            **trial.user_attrs.get(records.FIXED, {}),
+            **trial.system_attrs.get("fixed_params", {}),
+        }
         known.update(trial.params)
         index = design.cell_index(known)
         if index is not None:
