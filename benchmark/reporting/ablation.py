@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.artifacts import json_safe
+from benchmark.metrics.labels import metric_of
 from benchmark.metrics.reference import REFERENCE_NOTE, reference_for_settings, reference_rows
 from benchmark.reporting import figures, stats
 from benchmark.reporting.document import Document, format_ci, format_p
@@ -45,8 +46,10 @@ RESPONSES = (
 """Responses analysed when the runs hold them (w1_noise: RealMix only; g_loss_var: MLflow;
 the classifier metrics with ``--setting extra_metrics=true`` on digit data)."""
 
-HIGHER_IS_BETTER = frozenset({"classes_covered", "classes_covered_noise"})
-"""Responses where a larger value is better (every other response is minimised)."""
+HIGHER_IS_BETTER = frozenset(
+    r for r in RESPONSES if (m := metric_of(r)) is not None and m.direction == "maximize"
+)
+"""Responses where a larger value is better, from `metrics.labels` (every other is minimised)."""
 
 
 def runs_frame(data: StudyData, design: designs.AblationSpace) -> tuple[pd.DataFrame, list[str]]:
