@@ -33,13 +33,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
 from benchmark import records
-from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias, add_train_size
+from benchmark.cli import (
+    HelpFormatter,
+    add_data_dir,
+    add_deprecated_alias,
+    add_train_size,
+    parse_overrides,
+)
+from benchmark.data import DataError
 from benchmark.plan import DEFAULT_STORAGE, StudyPlan, check_resume
 from benchmark.plan import UsageError as StudyUsageError
+from benchmark.settings import SettingsError, setting_changes
+from benchmark.storage import StorageError, open_storage
 from benchmark.study import population_arg, run_plan
+from benchmark.tracking import TrackingError
+from benchmark.trainable import ParamError
 from studies import ablation as designs
 
 __all__ = ["DEFAULT_OUT", "DESIGNS", "enqueue_missing", "main"]
@@ -91,10 +103,6 @@ def enqueue_missing(study: Any, design: designs.AblationSpace) -> list[dict[str,
 
 def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> StudyPlan:
     """The study of `design`: every cell once, random order, no pruning (a StudyPlan)."""
-    from benchmark.cli import parse_overrides
-    from benchmark.settings import setting_changes
-    from benchmark.trainable import ParamError
-
     assignments = parse_overrides(args.setting, "--setting", "n_eval=500", error=ParamError)
     # --train-size and --n-eval act as --setting items given first: a --setting of one wins
     first = {"train_size": args.train_size, "n_eval": args.n_eval}
@@ -119,10 +127,6 @@ def _study_plan(args: argparse.Namespace, design: designs.AblationSpace) -> Stud
 
 def run_design(args: argparse.Namespace, design: designs.AblationSpace) -> tuple[StudyPlan, int]:
     """Create or resume the study, enqueue missing cells, run them; (plan, exit code)."""
-    import optuna
-
-    from benchmark.storage import open_storage
-
     plan = _study_plan(args, design)
     if plan.settings.seeds < 2:
         raise UsageError(
@@ -227,15 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (2 for bad input)."""
-    # imported here, not at the top: these pull in torch, optuna, mlflow and matplotlib
-    # (seconds), which `--help` and an argument error should not wait for
-    from benchmark.data import DataError
+    # imported here, not at the top: these pull in scipy, mlflow and matplotlib (seconds),
+    # which `--help` and an argument error should not wait for
     from benchmark.reporting.ablation import write_ablation_report
     from benchmark.reporting.load import ReportError, load_study_data
-    from benchmark.settings import SettingsError
-    from benchmark.storage import StorageError
-    from benchmark.tracking import TrackingError
-    from benchmark.trainable import ParamError
     from studies import SpaceError
 
     parser = build_parser()
