@@ -4,7 +4,7 @@
 module, which, within a time budget (default 8 minutes in all):
 
 1. runs the CUDA tests (tests/test_cuda.py, and every test that skips without a GPU:
-   test_data, metrics/test_copying, metrics/test_wasserstein, test_trials:
+   test_data, metrics/test_copying, metrics/test_wasserstein, test_population_study:
    `CUDA_TESTS`), the population equivalence and random-stream tests on CUDA among them;
 2. runs `python -m benchmark.perf` for RealMix at P = 1, 16, 64, 256 against the naive loop,
    extrapolated to 60,000-sample epochs, and its `--count-ops` table on the GPU;
@@ -36,7 +36,7 @@ CUDA_TESTS = (
     "tests/test_data.py::test_tensors_land_on_the_requested_device",
     "tests/metrics/test_copying.py::test_nearest_neighbours_on_cuda_matches_cpu",
     "tests/metrics/test_wasserstein.py::test_distances_exact_false_omits_w1_and_accepts_tensors",
-    "tests/test_trials.py::test_auto_population_fits_on_the_gpu",
+    "tests/test_population_study.py::test_auto_population_fits_on_the_gpu",
 )
 """Every test that needs (or also covers) a CUDA GPU."""
 
