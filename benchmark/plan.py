@@ -71,6 +71,8 @@ class StudyPlan:
     """Seed of the sampler (recorded with the study; a resume with another is refused)."""
     out_dir: Path | None = None
     """Folder for best.json; None: results_dir/<study>."""
+    checkpoint_every: int = 5
+    """Epochs between checkpoints of a trial trained alone (--population 1; 0: none)."""
 
     @classmethod
     def create(
@@ -94,6 +96,7 @@ class StudyPlan:
         sampler_seed: int | None = None,
         study_name: str | None = None,
         out_dir: Path | None = None,
+        checkpoint_every: int = 5,
     ) -> StudyPlan:
         """A validated plan from typed values (the CLI, benchmark.ablation and the tests
         build plans this way); raises on bad input without touching any storage.
@@ -109,6 +112,10 @@ class StudyPlan:
             raise UsageError(f"--trials {trials}: must be >= 1")
         if n_workers < 1:
             raise UsageError(f"--workers {workers}: must be >= 1")
+        if checkpoint_every < 0:
+            raise UsageError(
+                f"--checkpoint-every {checkpoint_every}: must be >= 0 (0: no checkpoints)"
+            )
         if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
             raise UsageError(f"--timeout {timeout}: must be a positive number of seconds")
         if device is not None and (gpus is not None or n_workers > 1):
@@ -134,6 +141,7 @@ class StudyPlan:
             repair_journal=repair_journal,
             sampler_seed=sampler_seed,
             out_dir=out_dir,
+            checkpoint_every=checkpoint_every,
         )
         if population != 1 and getattr(found, "TRAINABLE", None) is None:
             raise UsageError(

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.checkpoints import CheckpointError
+from benchmark.checkpoints import load as load_checkpoint
+from benchmark.checkpoints import save as save_checkpoint
 from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
 from benchmark.reporting.claims import (
     DISTANCES,
@@ -81,14 +84,6 @@ EXPERIMENTS: dict[str, PaperClaim] = {REALMIX_PAPER.name: REALMIX_PAPER}
 # --------------------------------------------------------------------------------------------
 
 
-CHECKPOINT_VERSION = 1
-"""Bumped when the checkpoint layout changes (an older file is then refused, not misread)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint in the output folder was written by a different command (exit code 2)."""
-
-
 def _fingerprint(paper: PaperClaim, trainable: str, settings: Any, data: Any) -> dict[str, Any]:
     """What must match for a checkpoint to be continued: everything that changes the numbers."""
     from benchmark.artifacts import json_safe
@@ -105,62 +100,9 @@ def _fingerprint(paper: PaperClaim, trainable: str, settings: Any, data: Any) ->
     )
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a kill mid-write leaves the previous checkpoint intact
-
-
-def _load_checkpoint(path: Path, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
-    import torch
-
-    if not path.exists():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated or foreign file
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); delete it or run "
-            "with --fresh to start from epoch 0"
-        ) from None
-    if payload.get("version") != CHECKPOINT_VERSION or payload.get("fingerprint") != fingerprint:
-        theirs = payload.get("fingerprint") or {}
-        differs = sorted(
-            k
-            for k in set(theirs) | set(fingerprint)
-            if k != "settings" and theirs.get(k) != fingerprint.get(k)
-        ) + sorted(
-            f"settings.{k}"
-            for k in set(theirs.get("settings", {})) | set(fingerprint["settings"])
-            if theirs.get("settings", {}).get(k) != fingerprint["settings"].get(k)
-        )
-        raise CheckpointError(
-            f"checkpoint {path} was written by a different command (differs: "
-            f"{', '.join(differs) or 'checkpoint version'}); re-run with the same options to "
-            "continue it, pass another --out, or --fresh to discard it"
-        )
-    return payload
-
-
-def _member_state(member: Any) -> dict[str, Any]:
-    return {
-        "epoch": member.epoch,
-        "status": member.run.status,
-        "reason": member.run.reason,
-        "history": member.run.history,
-        "g": member._g,
-        "d": member._d,
-    }
-
-
-def _restore_member(member: Any, state: Mapping[str, Any]) -> None:
-    member.epoch = int(state["epoch"])
-    member.run.status, member.run.reason = state["status"], state["reason"]
-    member.run.history = list(state["history"])
-    member._g, member._d = list(state["g"]), list(state["d"])
+_CHECKPOINT_FIX = (
+    "re-run with the same options to continue it, pass another --out, or --fresh to discard it"
+)
 
 
 def run_experiment(
@@ -189,7 +131,7 @@ def run_experiment(
     if checkpoints is not None:  # refuse a foreign checkpoint before training anything
         for trainable in (paper.baseline, paper.treatment):
             fp = _fingerprint(paper, trainable, settings, data)
-            _load_checkpoint(Path(checkpoints) / f"{trainable}.pt", fp)
+            load_checkpoint(Path(checkpoints) / f"{trainable}.pt", fp, _CHECKPOINT_FIX)
     for trainable in (paper.baseline, paper.treatment):
         runs = _train_population(
             paper, trainable, settings, data, device, log, checkpoints, checkpoint_every, budget
@@ -230,11 +172,11 @@ def _train_population(
     fingerprint = _fingerprint(paper, trainable, settings, data)
     path = None if checkpoints is None else Path(checkpoints) / f"{trainable}.pt"
     elapsed, epoch = 0.0, 0
-    saved = _load_checkpoint(path, fingerprint) if path is not None else None
+    saved = load_checkpoint(path, fingerprint, _CHECKPOINT_FIX) if path is not None else None
     if saved is not None:
         population.load_state_dict(saved["state"])
         for member, state in zip(members, saved["members"], strict=True):
-            _restore_member(member, state)
+            member.restore(state)
         elapsed, epoch = float(saved["elapsed"]), int(saved["epoch"])
         if log is not None:
             log(f"{trainable}: continuing from the checkpoint at epoch {epoch} ({path})")
@@ -243,15 +185,14 @@ def _train_population(
     def save() -> None:
         if path is None:
             return
-        _save_checkpoint(
+        save_checkpoint(
             path,
             {
-                "version": CHECKPOINT_VERSION,
                 "fingerprint": fingerprint,
                 "epoch": epoch,
                 "elapsed": elapsed + time.perf_counter() - start,
                 "state": population.state_dict(),
-                "members": [_member_state(m) for m in members],
+                "members": [m.state() for m in members],
             },
         )
 

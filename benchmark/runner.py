@@ -234,6 +234,24 @@ class MemberRun:
             return True
         return False
 
+    def state(self) -> dict[str, Any]:
+        """The record so far (epochs, status, scored history, losses), for a checkpoint."""
+        return {
+            "epoch": self.epoch,
+            "status": self.run.status,
+            "reason": self.run.reason,
+            "history": self.run.history,
+            "g": self._g,
+            "d": self._d,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a `state()` of the same run (a fresh MemberRun of its seed)."""
+        self.epoch = int(state["epoch"])
+        self.run.status, self.run.reason = state["status"], state["reason"]
+        self.run.history = list(state["history"])
+        self._g, self._d = list(state["g"]), list(state["d"])
+
     def finish(self, trainable: Trainable, index: int, sample_count: int = 64) -> RunResult:
         """The finished record, with member `index`'s sample grids unless it diverged."""
         run = self.run

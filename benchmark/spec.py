@@ -42,6 +42,9 @@ class WorkerSpec:
     0: auto, picked by the worker from its device, see benchmark.population)."""
     sampler_seed: int | None = None
     """Seed of this worker's sampler (the launcher gives worker k the study's seed + k)."""
+    checkpoint_every: int = 5
+    """A trial trained alone (population 1) saves its state every this many epochs beside
+    the lock file (checkpoints/), and a trial of the same config continues from it (0: off)."""
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

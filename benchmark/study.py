@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(GPU), 2 on a CPU (default: 1, one trial after another)",
     )
     p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=5,
+        metavar="K",
+        help="with --population 1, save a trial's state every K epochs (beside best.json, "
+        "checkpoints/); a trial re-run with the same config (a retried trial, an ablation "
+        "cell) continues from it instead of epoch 0; 0: never (default: 5)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -260,6 +269,7 @@ def plan_from_args(args: argparse.Namespace) -> StudyPlan:
         sampler_seed=getattr(args, "sampler_seed", None),
         study_name=args.study_name,
         out_dir=Path(args.out) if getattr(args, "out", None) else None,
+        checkpoint_every=getattr(args, "checkpoint_every", 5),
     )
 
 
@@ -503,6 +513,7 @@ def _worker_spec(plan: StudyPlan, tracking_uri: str, lock: Path, device: str) ->
         device=device,
         population=plan.population,
         sampler_seed=plan.sampler_seed,
+        checkpoint_every=plan.checkpoint_every,
     )
 
 
@@ -607,6 +618,8 @@ def startup_summary(
     else:
         where = f"cpu, {plan.workers} worker processes"
     population = "auto" if plan.population == 0 else str(plan.population)
+    if plan.population == 1 and plan.checkpoint_every:
+        population += f", a trial's state saved every {plan.checkpoint_every} epochs"
     seed = (
         f"seed {plan.sampler_seed}"
         if plan.sampler_seed is not None

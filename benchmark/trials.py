@@ -11,20 +11,26 @@ optimiser steps are masked).
 With ``--seeds S > 1`` a trial's S seeds train side by side and report their mean once per
 scored epoch; with --population 1 they train seed after seed (one step per scored epoch of
 each); the study remembers which, and a resume with the other is refused.
+
+A trial trained alone (--population 1) saves its state every `spec.checkpoint_every` epochs
+(benchmark.checkpoints); a later trial of the same config continues from it exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,9 @@ from benchmark import records
 from benchmark.artifacts import json_safe, run_payload
 from benchmark.bookkeeping import Clock
 from benchmark.budget import Heartbeats, acquire_trial, trial_id, wait_for_running
+from benchmark.checkpoints import CheckpointError, fingerprint_key, trial_fingerprint
+from benchmark.checkpoints import load as load_checkpoint
+from benchmark.checkpoints import save as save_checkpoint
 from benchmark.data import Dataset
 from benchmark.metrics.divergence import rule_for
 from benchmark.objectives import get_objective
@@ -54,6 +63,7 @@ from studies import SearchSpace, split_variant
 __all__ = [
     "MAX_CONSECUTIVE_FAILURES",
     "TEST_HANG_ENV",
+    "TEST_STOP_ENV",
     "OnTrialEnd",
     "Stop",
     "WorkerContext",
@@ -66,6 +76,8 @@ MAX_CONSECUTIVE_FAILURES = 3
 """Trials that fail in a row before a worker gives up (exit code 1)."""
 TEST_HANG_ENV = "MIXBENCH_TEST_HANG_DIR"
 """Test-only: makes one worker announce itself on a FIFO mid-trial and block (see _test_hang)."""
+TEST_STOP_ENV = "MIXBENCH_TEST_STOP_AFTER_EPOCHS"
+"""Test-only: N makes a worker raise SIGINT in itself (Ctrl-C) after its N-th trained epoch."""
 
 
 class Stop(Exception):
@@ -334,6 +346,13 @@ class _Slot:
     summaries: list[dict[str, Any]] = field(default_factory=list)
     histories: list[list[dict[str, float]]] = field(default_factory=list)
     """Scored epochs of its finished seeds."""
+    finished: list[RunResult] = field(default_factory=list)
+    """Its finished seeds' records (a checkpoint keeps them, to record them again)."""
+    checkpoint: Path | None = None
+    """Where its state is saved (trained alone, checkpoints on); None: not saved."""
+    fingerprint: dict[str, Any] | None = None
+    resume_state: Any = None
+    """A checkpoint's population state, loaded into the population once it is built."""
 
 
 class _EpochSamples:
@@ -392,6 +411,12 @@ class _PopulationRunner:
         self.grids: _EpochSamples | None = None
         self.failures = 0
         """Trials failed in a row (a complete or pruned trial resets it)."""
+        self.checkpoints: Path | None = None
+        """Folder of the checkpoints of trials trained alone (None: not saved)."""
+        if seed_after_seed and ctx.spec.population == 1 and ctx.spec.checkpoint_every > 0:
+            self.checkpoints = Path(ctx.spec.lock_path).parent / "checkpoints"
+        self.trained = 0
+        """Epochs trained by this worker (the test hook TEST_STOP_ENV counts them)."""
 
     def live(self) -> list[_Slot]:
         return [s for s in self.slots if s is not None]
@@ -429,6 +454,12 @@ class _PopulationRunner:
             result = self.population.train_epoch()
         self.ctx.clock.trial_epochs += len(self.live())
         self._advance(result)
+        if self.checkpoints is not None:
+            with self.ctx.clock.part("checkpoint"):
+                self._save_checkpoints()
+        self.trained += 1
+        if os.environ.get(TEST_STOP_ENV) == str(self.trained):
+            signal.raise_signal(signal.SIGINT)
 
     def _failed(self, err: Exception) -> bool:
         """Record the live trials FAIL after `err`; whether the worker goes on."""
@@ -494,6 +525,9 @@ class _PopulationRunner:
                 device=self.ctx.device,
                 batch_size=self.ctx.settings.batch_size,
             )
+            if len(slots) == 1 and slots[0].resume_state is not None:
+                self.population.load_state_dict(slots[0].resume_state)
+                slots[0].resume_state = None
         else:
             for k in pending:
                 slot = self.slots[k]
@@ -522,6 +556,13 @@ class _PopulationRunner:
                         f"trial {trial.number} is a {variant} run; this population trains "
                         f"{self.population.name} (a space with one trainable is needed)"  # type: ignore[union-attr]
                     )
+                seeds, queue = self.seeds[: self.width], self.seeds[self.width :]
+                index = [k * self.width + j for j in range(self.width)]
+                runs = [self._member_run(variant, typed, seed) for seed in seeds]
+                slot = _Slot(trial, run_id, variant, typed, index, runs, queue)
+                if self.checkpoints is not None:
+                    with signals_deferred():  # a resumed trial's record is written whole
+                        self._resume(slot)
             except KeyboardInterrupt:
                 interrupt_trial(ctx, trial, run_id)
                 raise
@@ -532,10 +573,7 @@ class _PopulationRunner:
                 self._ended(trial, TrialState.FAIL)
                 continue
             self.beats.add(trial_id(ctx.study, ctx.storage, trial.number))
-            seeds, queue = self.seeds[: self.width], self.seeds[self.width :]
-            index = [k * self.width + j for j in range(self.width)]
-            runs = [self._member_run(variant, typed, seed) for seed in seeds]
-            return _Slot(trial, run_id, variant, typed, index, runs, queue)
+            return slot
 
     def _member_run(self, variant: str, typed: TrainableParams, seed: int) -> MemberRun:
         ctx = self.ctx
@@ -618,6 +656,7 @@ class _PopulationRunner:
             for res in results:
                 record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
         slot.histories += [r.history for r in results]
+        slot.finished += results
         if reason is None and slot.queue:  # seed after seed: the next one
             slot.runs = [self._member_run(slot.variant, slot.typed, slot.queue.pop(0))]
             slot.fresh = True
@@ -639,8 +678,107 @@ class _PopulationRunner:
             else:
                 close_trial(ctx, slot.trial, slot.run_id, state, reason=reason)
         self.slots = [None if s is slot else s for s in self.slots]
+        if slot.checkpoint is not None:  # ended: nothing left to continue
+            with contextlib.suppress(OSError):
+                slot.checkpoint.unlink()
         with ctx.clock.part("progress"):
             self._ended(slot.trial, state)
+
+    # -- checkpoints of a trial trained alone ---------------------------------------------
+
+    def _save_checkpoints(self) -> None:
+        """Save the live trial's state every `checkpoint_every` epochs of a seed, and when a
+        seed has ended and the next is to start (then no population state is needed)."""
+        for slot in self.live():
+            run = slot.runs[0]
+            if slot.checkpoint is None:
+                continue
+            if not slot.fresh and (run.epoch % self.ctx.spec.checkpoint_every or run.last):
+                continue
+            save_checkpoint(
+                slot.checkpoint,
+                {
+                    "fingerprint": slot.fingerprint,
+                    "trial": slot.trial.number,
+                    "seed": run.run.seed,
+                    "queue": list(slot.queue),
+                    "step": slot.step,
+                    "member": run.state(),
+                    "finished": slot.finished,
+                    "state": None if slot.fresh else self.population.state_dict(),  # type: ignore[union-attr]
+                },
+            )
+
+    def _resume(self, slot: _Slot) -> None:
+        """Give `slot` its checkpoint, if a trial of the same config left one (a retried
+        trial, an ablation cell run again): its finished seeds are recorded again, its
+        scored epochs logged and reported again, and training continues where it stopped."""
+        ctx = self.ctx
+        slot.fingerprint = trial_fingerprint(
+            ctx.study.study_name, slot.variant, slot.typed.to_dict(), ctx.settings, ctx.data,
+            ctx.device,
+        )  # fmt: skip
+        assert self.checkpoints is not None
+        slot.checkpoint = self.checkpoints / f"trial-{fingerprint_key(slot.fingerprint)}.pt"
+        try:
+            saved = load_checkpoint(slot.checkpoint, slot.fingerprint, "it is ignored")
+        except CheckpointError as err:
+            ctx.log(f"trial {slot.trial.number}: {err}; training from epoch 0")
+            return
+        if saved is None or self._owner_running(int(saved["trial"])):
+            return
+        run = self._member_run(slot.variant, slot.typed, int(saved["seed"]))
+        run.restore(saved["member"])
+        slot.runs, slot.queue, slot.step = [run], list(saved["queue"]), int(saved["step"])
+        for res in saved["finished"]:
+            record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
+        slot.finished = list(saved["finished"])
+        slot.histories = [list(r.history) for r in slot.finished]
+        slot.resume_state = saved["state"]
+        self._replay(slot)
+        where = {"from_trial": int(saved["trial"]), "seed": run.run.seed, "epoch": run.epoch}
+        slot.trial.set_user_attr(records.RESUMED, where)
+        ctx.tracker.set_tags(slot.run_id, {"resumed_from": json.dumps(where)})
+        ctx.log(
+            f"trial {slot.trial.number}: continuing trial {where['from_trial']}'s checkpoint "
+            f"(seed {run.run.seed}, epoch {run.epoch} of {ctx.settings.epochs}; "
+            f"{len(slot.finished)} seed(s) done) from {slot.checkpoint}"
+        )
+
+    def _owner_running(self, number: int) -> bool:
+        """The trial that saved a checkpoint is still running (another worker's twin)."""
+        ctx = self.ctx
+        with contextlib.suppress(Exception):
+            owner = ctx.storage.get_trial(trial_id(ctx.study, ctx.storage, number))
+            return owner.state == TrialState.RUNNING
+        return False
+
+    def _replay(self, slot: _Slot) -> None:
+        """A resumed trial's scored epochs so far, logged to its MLflow run and reported to
+        its Optuna trial at the steps they had (no pruning decision is taken again)."""
+        ctx = self.ctx
+        multi = len(self.seeds) > 1
+        done = [(r.seed, r.history) for r in slot.finished]
+        current = slot.runs[0].run
+        step = 0
+        curve = {}
+        for seed, history in [*done, (current.seed, current.history)]:
+            for row in history:
+                ctx.tracker.log_metrics(
+                    slot.run_id, epoch_metrics(seed, multi, row), int(row["epoch"])
+                )
+                value = float(row.get(ctx.metric, math.nan))
+                if ctx.multi_objective:
+                    curve[str(step)] = value if math.isfinite(value) else None
+                else:
+                    slot.trial.report(value, step)
+                step += 1
+        if curve:
+            slot.trial.set_user_attr(records.CURVE, curve)
+        if step != slot.step:
+            raise CheckpointError(
+                f"checkpoint {slot.checkpoint} holds {step} scored steps, expected {slot.step}"
+            )
 
     def _ended(self, trial: optuna.Trial, state: TrialState) -> None:
         """A trial has ended: its heartbeat stops, the display hears of it; after

@@ -1,6 +1,6 @@
 """Stopping a study with real signals to real processes: SIGTERM and SIGHUP of a one-worker
-study, SIGKILL and SIGHUP of a launcher with two worker processes; real journal files and a
-real MLflow store. Every wait polls with a deadline."""
+study, Ctrl-C (SIGINT), SIGHUP and SIGKILL of a launcher with two worker processes; real
+journal files and a real MLflow store. Every wait polls with a deadline."""
 
 from __future__ import annotations
 
@@ -171,17 +171,26 @@ def test_sigterm_or_sighup_of_a_one_worker_study_stops_it_as_ctrl_c_does(env, si
     assert best["trials"]["FAIL"] == 1 and "RUNNING" not in best["trials"]
 
 
-def test_sighup_of_the_launcher_stops_its_workers_and_records_everything(env):
+@pytest.mark.parametrize(
+    ("signum", "code", "reason"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "interrupted (SIGHUP)")],
+    ids=["ctrl-c", "sighup"],
+)
+def test_ctrl_c_or_sighup_of_the_launcher_stops_its_workers_and_records_everything(
+    env, signum, code, reason
+):
+    # SIGINT sent to the launcher process is what a terminal's Ctrl-C delivers to it (the
+    # workers are in their own process group: the launcher forwards it once)
     proc, hung = _start_study(env, "--workers", "2")
     below = _descendants(proc.pid)
     assert len(below) >= 3  # the fork server and two workers
-    err = _stop(env, proc, signal.SIGHUP)
-    assert proc.returncode == 129, err
-    _wait_until_gone(below, "after SIGHUP of the launcher")
+    err = _stop(env, proc, signum)
+    assert proc.returncode == code, err
+    _wait_until_gone(below, f"after {signal.Signals(signum).name} of the launcher")
 
     study = _study(env)
     assert study.trials[hung].state == TrialState.FAIL
-    assert study.trials[hung].user_attrs["reason"] == "interrupted (SIGHUP)"
+    assert study.trials[hung].user_attrs["reason"] == reason
     assert all(t.state != TrialState.RUNNING for t in study.trials)
     parent = study.user_attrs["mlflow_parent_run_id"]
     assert connect(env["uri"]).client.get_run(parent).info.status == "KILLED"
