@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,19 @@ def mnist_small(mnist: Dataset) -> Dataset:
 @pytest.fixture(scope="session")
 def ring8() -> Dataset:
     return load_dataset("ring8")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_is_delivered():
+    """Tests press Ctrl-C (SIGINT) in studies run in this process and in launcher processes
+    it starts. A shell starts a background job (`cmd &`, no job control) with SIGINT ignored,
+    and Python and every process it starts keep it ignored: a suite launched that way would
+    see every Ctrl-C it sends dropped. The suite runs as in a terminal's foreground instead."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)

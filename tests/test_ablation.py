@@ -95,9 +95,10 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
     assert mixing["estimate"] == pytest.approx(np.mean(means["on"]) - np.mean(means["off"]))
     assert "mixing" in proc.stdout and "w1_noise" in proc.stdout
     page = (out / "report.html").read_text()
-    for png in ("effects_w1.png", "effects_w1_noise.png", "effects_g_loss_var.png"):
+    pngs = ("effects_w1.png", "effects_w1_noise.png", "effects_g_loss_var.png")
+    for png in (*pngs, "curves_w1.png", "curves_sliced_w2.png"):
         assert (out / png).read_bytes().startswith(PNG)
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 5
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["epochs"], summary["seeds"]) == (1, 2)
     assert set(summary["effects"]) == {"w1", "w1_noise", "g_loss_var"}
@@ -106,6 +107,14 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
         assert {r["verdict"] for r in block["rows"]} <= {"helps", "hurts", "inconclusive"}
     assert summary["floor"]["w1"] > 0
     assert "real-vs-real floor" in (out / "report.md").read_text()
+    # learning curves: each cell's per-epoch mean over its seeds, read back from MLflow
+    curves = summary["curves"]["w1"]
+    assert len(curves) == 8
+    for t in complete:
+        levels = designs.REALMIX.levels_of(t.params)
+        cell = ", ".join(f"{k}={v}" for k, v in levels.items())
+        mean_w1 = np.mean([s["w1"] for s in t.user_attrs["seeds"]])
+        assert curves[cell]["mean"] == [pytest.approx(mean_w1)]
     # resuming: every cell is there, so nothing is enqueued again
     assert ablation.enqueue_missing(study, designs.REALMIX) == []
 

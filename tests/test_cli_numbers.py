@@ -38,6 +38,7 @@ BELOW_RANGE = {
     ("study", "--train-size"): ("0", "train_size=0 is invalid; must be >= 1"),
     ("study", "--n-eval"): ("0", "n_eval=0 is invalid; must be >= 10"),
     ("study", "--sampler-seed"): ("-1", "--sampler-seed -1: must be a whole number from 0"),
+    ("study", "--checkpoint-every"): ("-1", "--checkpoint-every -1: must be >= 0"),
     ("train", "--epochs"): ("0", "epochs=0 is invalid; must be >= 1"),
     ("train", "--batch-size"): ("1", "batch_size=1 is invalid; must be >= 2"),
     ("train", "--train-size"): ("0", "train_size=0 is invalid; must be >= 1"),

@@ -336,10 +336,7 @@ def test_ctrl_c_in_the_launcher_stops_every_worker_cleanly(env, tmp_path, monkey
         with open(hang / "ready") as fifo:
             announced.extend(fifo.read().split())
         if announced:
-            # the launcher runs in this process's main thread: the signal goes to that thread
-            # (a process-directed one, as a terminal sends, is tested on a launcher process
-            # of its own in test_signals.py)
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the launcher runs in this process
 
     thread = threading.Thread(target=press_ctrl_c, daemon=True)
     thread.start()
@@ -351,7 +348,7 @@ def test_ctrl_c_in_the_launcher_stops_every_worker_cleanly(env, tmp_path, monkey
                 pass
         thread.join(timeout=10)
     assert announced, "no worker reached the test hang point"
-    assert code == 130, f"SIGINT was sent to the launcher's thread; it returned {code}"
+    assert code == 130, f"SIGINT was sent to the launcher; it returned {code}"
     # the launcher ignored Ctrl-C while it stopped its workers; its in-process caller has its
     # own handler back (else every later Ctrl-C here, and in children it spawns, is ignored)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

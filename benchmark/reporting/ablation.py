@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmark.artifacts import json_safe
@@ -22,7 +24,7 @@ from benchmark.metrics.reference import REFERENCE_NOTE, reference_for_settings, 
 from benchmark.reporting import figures, stats
 from benchmark.reporting.document import Document, format_ci, format_p
 from benchmark.reporting.labels import metric_label, short_name
-from benchmark.reporting.load import StudyData, study_split_note
+from benchmark.reporting.load import StudyData, history, study_split_note
 from studies import ablation as designs
 
 __all__ = [
@@ -222,6 +224,7 @@ def write_ablation_report(
     cells = cell_rows(runs, design)
     pd.DataFrame(cells).to_csv(folder / "cells.csv", index=False)
     scale = _cell_means(doc, data, design, runs, cells, responses)
+    curves = _learning_curves(doc, data, design, folder)
     effects, verdicts = [], {}
     for response in responses:
         frame = _effects_section(doc, runs, design, response, folder, test)
@@ -230,7 +233,7 @@ def write_ablation_report(
             verdicts[response] = {r.effect: r for r in frame.itertuples(index=False)}
     all_effects = pd.concat(effects, ignore_index=True) if effects else pd.DataFrame()
     all_effects.to_csv(folder / "effects.csv", index=False)
-    _write_summary(folder / "summary.json", data, design, runs, cells, effects, scale)
+    _write_summary(folder / "summary.json", data, design, runs, cells, effects, scale, curves)
     summary = Document("")
     summary.heading("What the data say")
     summary.bullets(_conclusions(design, verdicts))
@@ -375,6 +378,72 @@ def _effects_section(
     return frame
 
 
+CURVE_METRICS = ("w1", "sliced_w2")
+"""Per-epoch metrics drawn as learning curves, one line per cell (those MLflow holds)."""
+TAIL_EPOCHS = 10
+"""The learning-curve check: the change over the last this many epochs."""
+
+
+def _learning_curves(
+    doc: Document, data: StudyData, design: designs.AblationSpace, folder: Path
+) -> dict[str, Any]:
+    """One figure per metric in CURVE_METRICS: each cell's per-epoch mean over its seeds
+    (band: +/- 1 sd), from MLflow; and per cell, the change over the last TAIL_EPOCHS epochs
+    against the seed-to-seed sd there (is the budget long enough for the curve to flatten?).
+    Returns {metric: {cell: {"mean": [...], "tail_change": x, "tail_sd": y}}}."""
+    out: dict[str, Any] = {}
+    for key in CURVE_METRICS:
+        by_cell: dict[str, Any] = {}
+        for trial in data.trials:
+            if trial.state != "COMPLETE":
+                continue
+            params = {**trial.config, **trial.params} if trial.config else dict(trial.params)
+            levels = design.levels_of(params)
+            arr = history(data, trial, key) if levels is not None else None
+            if arr is not None:
+                by_cell[_cell_name(levels)] = arr
+        if not by_cell:
+            continue
+        label = short_name(key)
+        path = figures.metric_curves(
+            by_cell,
+            folder / f"curves_{key}.png",
+            ylabel=label,
+            title=f"{design.TRAINABLE}: {label} by epoch, each cell (mean ± 1 sd over seeds)",
+        )
+        rows, entry = [], {}
+        for cell, arr in by_cell.items():
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN epoch
+                mean = np.nanmean(arr, axis=0)
+                tail = min(TAIL_EPOCHS, mean.size - 1)
+                change = float(mean[-1] - mean[-1 - tail]) if tail > 0 else math.nan
+                sd = float(np.nanmean(np.nanstd(arr[:, -tail - 1 :], axis=0, ddof=1)))
+            entry[cell] = {"mean": mean.tolist(), "tail_change": change, "tail_sd": sd}
+            rows.append([cell, _num(mean[-1], ".4g"), _num(change, "+.3g"), _num(sd, ".3g")])
+        out[key] = entry
+        doc.heading(f"Learning curves: {label}", level=3)
+        doc.table(
+            [
+                "cell",
+                f"{label} at the last epoch",
+                f"change over the last {TAIL_EPOCHS}",
+                "seed sd",
+            ],
+            rows,
+        )
+        doc.figure(
+            path,
+            f"{label} per epoch for every cell. A change over the last {TAIL_EPOCHS} epochs "
+            "well inside the seed sd means the curve has flattened at this budget.",
+        )
+    return out
+
+
+def _num(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "–"
+
+
 def _write_summary(
     path: Path,
     data: StudyData,
@@ -383,9 +452,10 @@ def _write_summary(
     cells: list[dict[str, Any]],
     effects: list[pd.DataFrame],
     scale: Any,
+    curves: dict[str, Any] | None = None,
 ) -> Path:
     """summary.json: the budget, every effect with its interval (n) and verdict, the cell
-    means and the reference scale."""
+    means, the reference scale and the learning curves (per-epoch means per cell)."""
     names = [f.name for f in design.factors]
     s = data.settings
     summary = {
@@ -416,6 +486,7 @@ def _write_summary(
         "cells": cells,
         "floor": None if scale is None else dict(scale.floor),
         "ceiling": None if scale is None else dict(scale.ceiling),
+        "curves": curves or {},
     }
     path.write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     return path
