@@ -81,8 +81,9 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
 
     out = tmp_path / "out" / name
     effects = pd.read_csv(out / "effects.csv")
-    assert set(effects["response"]) == {"w1", "w1_noise", "g_loss_var"}
-    assert len(effects) == 3 * 6
+    responses = {"w1", "w1_noise", "sliced_w2", "sliced_w2_noise", "g_loss_var"}
+    assert set(effects["response"]) == responses
+    assert len(effects) == 5 * 6
     assert set(effects["verdict"]) <= {"helps", "hurts", "inconclusive"}
     # the mixing main effect is the contrast of the stored trials' cell means
     means = {
@@ -95,13 +96,13 @@ def test_tiny_realmix_factorial_end_to_end(tmp_path, tmp_path_factory):
     assert mixing["estimate"] == pytest.approx(np.mean(means["on"]) - np.mean(means["off"]))
     assert "mixing" in proc.stdout and "w1_noise" in proc.stdout
     page = (out / "report.html").read_text()
-    pngs = ("effects_w1.png", "effects_w1_noise.png", "effects_g_loss_var.png")
+    pngs = [f"effects_{r}.png" for r in sorted(responses)]
     for png in (*pngs, "curves_w1.png", "curves_sliced_w2.png"):
         assert (out / png).read_bytes().startswith(PNG)
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 5 + 2
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["epochs"], summary["seeds"]) == (1, 2)
-    assert set(summary["effects"]) == {"w1", "w1_noise", "g_loss_var"}
+    assert set(summary["effects"]) == responses
     for response, block in summary["effects"].items():
         assert block["n"] == 2 and len(block["rows"]) == 6, response
         assert {r["verdict"] for r in block["rows"]} <= {"helps", "hurts", "inconclusive"}

@@ -39,6 +39,8 @@ __all__ = [
 RESPONSES = (
     "w1",
     "w1_noise",
+    "sliced_w2",
+    "sliced_w2_noise",
     "g_loss_var",
     "cfid",
     "cfid_noise",
@@ -533,4 +535,17 @@ def _conclusions(design: designs.AblationSpace, verdicts: dict[str, dict[str, An
         r.kind == "interaction" and r.verdict != "inconclusive" for r in first.values()
     ):
         lines.append("No two-way interaction on W1 is distinguishable from seed noise.")
+    for response, rows in verdicts.items():
+        if response in ("w1", "w1_noise", "g_loss_var"):
+            continue
+        decided = [
+            f"{effect} {row.verdict} ({row.estimate:+.4g}, Holm p {format_p(row.p_holm)})"
+            for effect, row in rows.items()
+            if row.verdict != "inconclusive"
+        ]
+        lines.append(
+            f"On {short_name(response)}: "
+            + ("; ".join(decided) if decided else "every effect inconclusive")
+            + "."
+        )
     return lines
