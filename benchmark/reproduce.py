@@ -84,20 +84,23 @@ EXPERIMENTS: dict[str, PaperClaim] = {REALMIX_PAPER.name: REALMIX_PAPER}
 # --------------------------------------------------------------------------------------------
 
 
-def _fingerprint(paper: PaperClaim, trainable: str, settings: Any, data: Any) -> dict[str, Any]:
+def _fingerprint(
+    paper: PaperClaim, trainable: str, settings: Any, data: Any, extra_every: int = 0
+) -> dict[str, Any]:
     """What must match for a checkpoint to be continued: everything that changes the numbers."""
     from benchmark.artifacts import json_safe
 
     fixed = {k: v for k, v in settings.__dict__.items() if k not in ("device", "data_dir")}
-    return json_safe(
-        {
-            "experiment": paper.name,
-            "trainable": trainable,
-            "params": _params(paper, trainable),
-            "settings": fixed,
-            "data": [data.name, data.split_note, list(data.train.shape)],
-        }
-    )
+    found = {
+        "experiment": paper.name,
+        "trainable": trainable,
+        "params": _params(paper, trainable),
+        "settings": fixed,
+        "data": [data.name, data.split_note, list(data.train.shape)],
+    }
+    if extra_every:  # (absent when 0: checkpoints written before the option still match)
+        found["extra_every"] = extra_every
+    return json_safe(found)
 
 
 _CHECKPOINT_FIX = (
@@ -115,6 +118,7 @@ def run_experiment(
     checkpoints: Path | None = None,
     checkpoint_every: int = 5,
     stop_after: int | None = None,
+    extra_every: int = 0,
 ) -> dict[str, list[SeedRun]]:
     """Train baseline and treatment, each as ONE population of `settings.seeds` members (the
     seeds side by side); {trainable: runs}.
@@ -124,18 +128,21 @@ def run_experiment(
     `checkpoint_every` epochs and at the end, and a call with the same settings continues
     from the last one instead of epoch 0; on CPU the result is bit-identical to an
     uninterrupted run. `stop_after` (testing): return after that many epochs of training in
-    this call, as a killed run would (checkpoints written, no results).
+    this call, as a killed run would (checkpoints written, no results). `extra_every` K > 0:
+    the extra metrics (classifier-FID, classes covered, copying...) also every K-th epoch,
+    for learning curves (with `settings.extra_metrics`, they are computed at the last).
     """
     out: dict[str, list[SeedRun]] = {}
     budget = [stop_after]
     if checkpoints is not None:  # refuse a foreign checkpoint before training anything
         for trainable in (paper.baseline, paper.treatment):
-            fp = _fingerprint(paper, trainable, settings, data)
+            fp = _fingerprint(paper, trainable, settings, data, extra_every)
             load_checkpoint(Path(checkpoints) / f"{trainable}.pt", fp, _CHECKPOINT_FIX)
     for trainable in (paper.baseline, paper.treatment):
         runs = _train_population(
-            paper, trainable, settings, data, device, log, checkpoints, checkpoint_every, budget
-        )
+            paper, trainable, settings, data, device, log, checkpoints, checkpoint_every, budget,
+            extra_every,
+        )  # fmt: skip
         if runs is None:
             return {}
         out[trainable] = runs
@@ -156,6 +163,7 @@ def _train_population(
     checkpoints: Path | None,
     checkpoint_every: int,
     budget: list[int | None],
+    extra_every: int = 0,
 ) -> list[SeedRun] | None:
     from benchmark.progress import Progress
     from benchmark.runner import MemberRun, score_members
@@ -169,7 +177,7 @@ def _train_population(
         batch_size=settings.batch_size,
     )  # fmt: skip
     members = [MemberRun(trainable, typed, s, settings, data.split_note) for s in seeds]
-    fingerprint = _fingerprint(paper, trainable, settings, data)
+    fingerprint = _fingerprint(paper, trainable, settings, data, extra_every)
     path = None if checkpoints is None else Path(checkpoints) / f"{trainable}.pt"
     elapsed, epoch = 0.0, 0
     saved = load_checkpoint(path, fingerprint, _CHECKPOINT_FIX) if path is not None else None
@@ -213,7 +221,9 @@ def _train_population(
         if due:
             scores = score_members(
                 population, data, result, n_eval=settings.n_eval,
-                exact=[members[i].exact for i in due], extra=[members[i].extra for i in due],
+                exact=[members[i].exact for i in due],
+                extra=[members[i].extra or bool(extra_every and epoch % extra_every == 0)
+                       for i in due],
                 members=due,
             )  # fmt: skip
             for i, row in zip(due, scores, strict=True):
@@ -298,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-eval", type=int, default=1000, help="samples per side for each distance")
     p.add_argument("--eval-every", type=int, default=1, help="score every k-th epoch")
     p.add_argument("--batch-size", type=int, default=128, help="minibatch (the paper's 128)")
+    p.add_argument(
+        "--extra-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also compute the classifier metrics (classifier-FID, classes covered) and the "
+        "copy checks every K-th epoch and at the last, for learning curves (0: never)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument(
         "--out",
@@ -343,8 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_eval=args.n_eval,
             eval_every=args.eval_every,
             exact_every_epoch=True,
+            extra_metrics=args.extra_every > 0,
             device=args.device,
         )
+        if args.extra_every < 0:
+            raise SettingsError(f"--extra-every {args.extra_every} is invalid; must be >= 0")
         if args.checkpoint_every < 0:
             raise SettingsError(
                 f"--checkpoint-every {args.checkpoint_every} is invalid; must be >= 0"
@@ -373,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         runs = run_experiment(
             paper, settings, data, device, log=log, checkpoints=checkpoints,
-            checkpoint_every=args.checkpoint_every,
+            checkpoint_every=args.checkpoint_every, extra_every=args.extra_every,
         )  # fmt: skip
     except CheckpointError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)

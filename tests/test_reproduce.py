@@ -262,3 +262,29 @@ def test_reference_cache_is_not_reused_after_the_random_streams_change(
     monkeypatch.setattr(reference, "_stream_fingerprint", lambda: [0.5, 0.25])
     reference.reference_scale(ring8, 50, trainables=("gan",), draws=1, cache=tmp_path)
     assert len(list(tmp_path.glob("*.json"))) == 2  # another key: measured afresh
+
+
+def test_extra_every_scores_the_classifier_metrics_for_a_learning_curve(shared_data_dir):
+    """--extra-every K: classifier-FID and classes covered every K-th epoch and at the last,
+    and the learning curves in summary.json are the seeds' own values at those epochs."""
+    import torch
+
+    from benchmark.reporting.reproduce import learning_curves
+
+    settings, data = _tiny(shared_data_dir, extra_metrics=True, n_eval=100)
+    runs = reproduce.run_experiment(
+        REALMIX_PAPER, settings, data, torch.device("cpu"), extra_every=2
+    )
+    for run in runs["gan"]:
+        scored = {int(h["epoch"]): h for h in run.history}
+        assert "cfid" not in scored[1]
+        assert {"cfid", "classes_covered"} <= set(scored[2]) and "cfid" in scored[3]
+    curves = learning_curves(REALMIX_PAPER, settings, runs)
+    assert set(curves) == {"cfid", "classes_covered"}
+    assert set(curves["cfid"]) == {"gan", "realmix", "realmix_noise"}
+    gan = curves["cfid"]["gan"]
+    assert gan["epochs"] == [2, 3] and gan["n"] == 2
+    for k, epoch in enumerate(gan["epochs"]):
+        values = [next(h["cfid"] for h in r.history if h["epoch"] == epoch) for r in runs["gan"]]
+        assert gan["mean"][k] == pytest.approx(np.mean(values))
+        assert gan["min"][k] == min(values) and gan["max"][k] == max(values)

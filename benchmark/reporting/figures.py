@@ -199,8 +199,9 @@ def metric_curves(
     band: str = "sd",
     xlabel: str = "epoch",
     title: str | None = None,
+    x: Sequence[float] | None = None,
 ) -> Path:
-    """A metric over epochs, one line per label.
+    """A metric over epochs, one line per label (at epochs 1, 2, ... or at `x`).
 
     Each value is (epochs,) for one run, or (seeds, epochs): then the mean over seeds with a
     shaded band (the legend gives the seed count): ``band='sd'`` is mean +/- 1 sd, 'minmax'
@@ -221,9 +222,11 @@ def metric_curves(
         if log:
             _check_log(arr, label, ylabel)
         mean, sd = _mean_band(arr)
-        x = np.arange(1, mean.size + 1)
+        at = np.arange(1, mean.size + 1) if x is None else np.asarray(x, dtype=float)
+        if at.shape != mean.shape:
+            raise ValueError(f"x has {at.size} points; {label!r} has {mean.size} epochs")
         legend = label if arr.ndim == 1 else f"{label} (n={arr.shape[0]} seeds)"
-        ax.plot(x, mean, color=colors[label], label=legend, linewidth=1.6, marker=".")
+        ax.plot(at, mean, color=colors[label], label=legend, linewidth=1.6, marker=".")
         if sd is None or arr.shape[0] < 2:
             continue
         any_band = True
@@ -235,7 +238,7 @@ def metric_curves(
                 low, high = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
         if log:  # a log axis cannot show values <= 0
             low = np.maximum(low, np.nanmin(arr[np.isfinite(arr)]))
-        ax.fill_between(x, low, high, color=colors[label], alpha=0.2, linewidth=0)
+        ax.fill_between(at, low, high, color=colors[label], alpha=0.2, linewidth=0)
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -30,7 +30,7 @@ from benchmark.reporting.claims import (
     run_values,
 )
 from benchmark.reporting.document import Document, format_p, num
-from benchmark.reporting.labels import metric_label
+from benchmark.reporting.labels import metric_label, short_name
 
 __all__ = [
     "ScaleMatch",
@@ -241,6 +241,7 @@ def write_outputs(
     summary = summary_dict(paper, settings, data, runs, table, claims, reference)
     summary["paper_vs_floor"] = floor_words
     summary["eval_share"] = spread
+    summary["learning_curves"] = learning_curves(paper, settings, runs)
     (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     results = _results_dict(paper, settings, runs, line, table, scale, claims, reference)
     (folder / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n")
@@ -425,6 +426,7 @@ def _figures(
         path, f"Per-step G and D losses; bold: moving average over one epoch ({steps} steps)."
     )
     doc.gallery(_evolution(paper, settings, runs, folder, reference), columns=2)
+    doc.gallery(_sparse_evolution(paper, settings, runs, folder), columns=2)
     doc.gallery(_sample_grids(paper, settings, data, runs, folder), columns=3)
 
 
@@ -467,6 +469,72 @@ def _evolution(
             )
         )
     return evolution
+
+
+SPARSE_CURVES = ("cfid", "classes_covered")
+"""Metrics scored only at some epochs (`--extra-every K`), drawn at the epochs that have them."""
+
+
+def learning_curves(
+    paper: PaperClaim, settings: Any, runs: Mapping[str, Sequence[SeedRun]]
+) -> dict[str, Any]:
+    """{metric: {variant or 'realmix_noise': {epochs, mean, min, max, n}}} for the metrics of
+    SPARSE_CURVES at the epochs they were scored (empty without --extra-every)."""
+    out: dict[str, Any] = {}
+    for metric in SPARSE_CURVES:
+        entry = {}
+        for name, trainable, key in ((paper.baseline, paper.baseline, metric),
+                                     (paper.treatment, paper.treatment, metric),
+                                     (f"{paper.treatment}_noise", paper.treatment,
+                                      metric + "_noise")):  # fmt: skip
+            arr = _curve(runs[trainable], key, settings.epochs)
+            if arr is None:
+                continue
+            at = np.flatnonzero(np.isfinite(arr).any(axis=0))
+            if at.size < 2:
+                continue
+            cols = arr[:, at]
+            entry[name] = {
+                "epochs": (at + 1).tolist(),
+                "mean": np.nanmean(cols, axis=0).tolist(),
+                "min": np.nanmin(cols, axis=0).tolist(),
+                "max": np.nanmax(cols, axis=0).tolist(),
+                "n": int(np.isfinite(cols).all(axis=1).sum()),
+            }
+        if entry:
+            out[metric] = entry
+    return out
+
+
+def _sparse_evolution(
+    paper: PaperClaim, settings: Any, runs: Mapping[str, Sequence[SeedRun]], folder: Path
+) -> list[tuple[Path, str]]:
+    """One figure per metric of SPARSE_CURVES measured at two epochs or more: its value at
+    those epochs, per model (and RealMix's noise mode), mean and range over seeds."""
+    b, t = paper.baseline, paper.treatment
+    lb, lt = paper.labels[b], paper.labels[t]
+    out = []
+    for metric in SPARSE_CURVES:
+        curves = {}
+        for label, trainable, key in ((lb, b, metric), (f"{lt} buffer", t, metric),
+                                      (f"{lt} noise", t, metric + "_noise")):  # fmt: skip
+            arr = _curve(runs[trainable], key, settings.epochs)
+            if arr is not None:
+                curves[label] = arr
+        if not curves:
+            continue
+        seen = np.isfinite(np.stack(list(curves.values()), axis=0)).any(axis=(0, 1))
+        epochs = np.flatnonzero(seen) + 1
+        if epochs.size < 2:
+            continue  # the last epoch alone: the table has it
+        path = figures.metric_curves(
+            {k: v[:, epochs - 1] for k, v in curves.items()},
+            folder / f"evolution_{metric}.png", ylabel=short_name(metric), band="minmax",
+            title=f"{short_name(metric)} at epochs {epochs[0]}-{epochs[-1]} (band: range over "
+            "seeds)", x=epochs,
+        )  # fmt: skip
+        out.append((path, f"Learning curve of {metric_label(metric)}."))
+    return out
 
 
 def _sample_grids(
