@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,11 @@ def writable_study_folder(plan: StudyPlan) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         with open(lock, "a"):
             pass
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")  # best.json is written into this folder at the end
-        probe.unlink()
+        # best.json is written into this folder at the end; a probe of its own (invocations
+        # starting together, even threads of one process, must not remove each other's)
+        handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
     except OSError as err:
         raise UsageError(
             f"cannot write to {str(folder)!r} ({err.strerror or err}), where the study keeps "

@@ -51,6 +51,7 @@ BELOW_RANGE = {
     ("reproduce", "--eval-every"): ("0", "eval_every=0 is invalid; must be >= 1"),
     ("reproduce", "--batch-size"): ("0", "batch_size=0 is invalid; must be >= 2"),
     ("reproduce", "--checkpoint-every"): ("-1", "--checkpoint-every -1 is invalid; must be >= 0"),
+    ("reproduce", "--extra-every"): ("-1", "--extra-every -1 is invalid; must be >= 0"),
     ("ablation", "--seeds"): ("1", "--seeds 1: an ablation needs at least 2 seeds"),
     ("ablation", "--epochs"): ("0", "epochs=0 is invalid; must be >= 1"),
     ("ablation", "--workers"): ("0", "--workers 0: must be >= 1"),

@@ -216,6 +216,31 @@ def _curve(runs: Sequence[SeedRun], key: str, epochs: int) -> np.ndarray | None:
     return out if (np.isfinite(out).sum(axis=1) >= 1).any() else None
 
 
+def _model_curves(
+    paper: PaperClaim,
+    settings: Any,
+    runs: Mapping[str, Sequence[SeedRun]],
+    metric: str,
+    *,
+    keys: bool = False,
+) -> dict[str, np.ndarray]:
+    """(seeds, epochs) curves of `metric` for the baseline, the treatment and the treatment's
+    noise mode, those that have it; keyed by figure label, or by summary key (`keys`)."""
+    b, t = paper.baseline, paper.treatment
+    lb, lt = paper.labels[b], paper.labels[t]
+    wanted = (
+        (b if keys else lb, b, metric),
+        (t if keys else f"{lt} buffer", t, metric),
+        (f"{t}_noise" if keys else f"{lt} noise", t, metric + "_noise"),
+    )
+    curves = {}
+    for name, trainable, key in wanted:
+        arr = _curve(runs[trainable], key, settings.epochs)
+        if arr is not None:
+            curves[name] = arr
+    return curves
+
+
 def write_outputs(
     paper: PaperClaim,
     settings: Any,
@@ -438,16 +463,9 @@ def _evolution(
     reference: Any,
 ) -> list[tuple[Path, str]]:
     """One figure per distance: its value per epoch, with the floor and untrained-G lines."""
-    b, t = paper.baseline, paper.treatment
-    lb, lt = paper.labels[b], paper.labels[t]
     evolution = []
     for distance in DISTANCES:
-        curves = {}
-        for label, trainable, key in ((lb, b, distance), (f"{lt} buffer", t, distance),
-                                      (f"{lt} noise", t, distance + "_noise")):  # fmt: skip
-            arr = _curve(runs[trainable], key, settings.epochs)
-            if arr is not None:
-                curves[label] = arr
+        curves = _model_curves(paper, settings, runs, distance)
         if not curves:
             continue
         width = next(iter(curves.values())).shape[1]
@@ -483,13 +501,7 @@ def learning_curves(
     out: dict[str, Any] = {}
     for metric in SPARSE_CURVES:
         entry = {}
-        for name, trainable, key in ((paper.baseline, paper.baseline, metric),
-                                     (paper.treatment, paper.treatment, metric),
-                                     (f"{paper.treatment}_noise", paper.treatment,
-                                      metric + "_noise")):  # fmt: skip
-            arr = _curve(runs[trainable], key, settings.epochs)
-            if arr is None:
-                continue
+        for name, arr in _model_curves(paper, settings, runs, metric, keys=True).items():
             at = np.flatnonzero(np.isfinite(arr).any(axis=0))
             if at.size < 2:
                 continue
@@ -511,16 +523,9 @@ def _sparse_evolution(
 ) -> list[tuple[Path, str]]:
     """One figure per metric of SPARSE_CURVES measured at two epochs or more: its value at
     those epochs, per model (and RealMix's noise mode), mean and range over seeds."""
-    b, t = paper.baseline, paper.treatment
-    lb, lt = paper.labels[b], paper.labels[t]
     out = []
     for metric in SPARSE_CURVES:
-        curves = {}
-        for label, trainable, key in ((lb, b, metric), (f"{lt} buffer", t, metric),
-                                      (f"{lt} noise", t, metric + "_noise")):  # fmt: skip
-            arr = _curve(runs[trainable], key, settings.epochs)
-            if arr is not None:
-                curves[label] = arr
+        curves = _model_curves(paper, settings, runs, metric)
         if not curves:
             continue
         seen = np.isfinite(np.stack(list(curves.values()), axis=0)).any(axis=(0, 1))
