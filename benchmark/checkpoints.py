@@ -20,8 +20,8 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "CheckpointError",
     "fingerprint_key",
+    "fingerprint",
     "load",
-    "trial_fingerprint",
     "save",
 ]
 
@@ -50,10 +50,12 @@ def save(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load(path: Path, fingerprint: Mapping[str, Any], fix: str) -> dict[str, Any] | None:
-    """The checkpoint at `path`, or None when there is none; CheckpointError (naming what
-    differs, and `fix`: what the user can do) when it cannot be read or its fingerprint
-    differs from `fingerprint`."""
+def load(
+    path: Path, wanted: Mapping[str, Any], fix: str, unreadable: str | None = None
+) -> dict[str, Any] | None:
+    """The checkpoint at `path`, or None when there is none; CheckpointError when its
+    fingerprint differs from `wanted` (naming what differs, and `fix`: what the user can
+    do) or when it cannot be read (then `unreadable`, default `fix`)."""
     import torch
 
     if not path.exists():
@@ -62,18 +64,18 @@ def load(path: Path, fingerprint: Mapping[str, Any], fix: str) -> dict[str, Any]
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # a truncated or foreign file
         raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); {fix}"
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); {unreadable or fix}"
         ) from None
-    if payload.get("version") != CHECKPOINT_VERSION or payload.get("fingerprint") != fingerprint:
+    if payload.get("version") != CHECKPOINT_VERSION or payload.get("fingerprint") != wanted:
         theirs = payload.get("fingerprint") or {}
         differs = sorted(
             k
-            for k in set(theirs) | set(fingerprint)
-            if k != "settings" and theirs.get(k) != fingerprint.get(k)
+            for k in set(theirs) | set(wanted)
+            if k != "settings" and theirs.get(k) != wanted.get(k)
         ) + sorted(
             f"settings.{k}"
-            for k in set(theirs.get("settings", {})) | set(fingerprint.get("settings", {}))
-            if theirs.get("settings", {}).get(k) != fingerprint.get("settings", {}).get(k)
+            for k in set(theirs.get("settings", {})) | set(wanted.get("settings", {}))
+            if theirs.get("settings", {}).get(k) != wanted.get("settings", {}).get(k)
         )
         raise CheckpointError(
             f"checkpoint {path} was written by a different command (differs: "
@@ -82,23 +84,13 @@ def load(path: Path, fingerprint: Mapping[str, Any], fix: str) -> dict[str, Any]
     return payload
 
 
-def trial_fingerprint(
-    study_name: str, variant: str, params: Mapping[str, Any], settings: Any, data: Any, device: Any
-) -> dict[str, Any]:
-    """What must match for a study trial to continue another's checkpoint: the study, the
-    trainable and its params, every setting that changes the numbers, the data and the kind
-    of device (the same config trains the same numbers: a retried trial or a re-run ablation
-    cell continues exactly where the interrupted one stopped)."""
+def fingerprint(settings: Any, data: Any, **identity: Any) -> dict[str, Any]:
+    """What must match for a checkpoint to be continued: `identity` (what was trained, e.g.
+    experiment or study, trainable, params), every setting that changes the numbers and the
+    data. The same config trains the same numbers, so a re-run (or a retried trial, a re-run
+    ablation cell) continues exactly where the interrupted one stopped."""
     from benchmark.artifacts import json_safe
 
     fixed = {k: v for k, v in vars(settings).items() if k not in ("device", "data_dir")}
-    return json_safe(
-        {
-            "study": study_name,
-            "trainable": variant,
-            "params": dict(params),
-            "settings": fixed,
-            "data": [data.name, data.split_note, list(data.train.shape)],
-            "device": str(getattr(device, "type", device)),
-        }
-    )
+    data_id = [data.name, data.split_note, list(data.train.shape)]
+    return json_safe({**identity, "settings": fixed, "data": data_id})

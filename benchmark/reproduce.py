@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.checkpoints import CheckpointError
+from benchmark.checkpoints import CheckpointError, fingerprint
 from benchmark.checkpoints import load as load_checkpoint
 from benchmark.checkpoints import save as save_checkpoint
 from benchmark.cli import HelpFormatter, add_data_dir, add_train_size
@@ -88,24 +88,17 @@ def _fingerprint(
     paper: PaperClaim, trainable: str, settings: Any, data: Any, extra_every: int = 0
 ) -> dict[str, Any]:
     """What must match for a checkpoint to be continued: everything that changes the numbers."""
-    from benchmark.artifacts import json_safe
-
-    fixed = {k: v for k, v in settings.__dict__.items() if k not in ("device", "data_dir")}
-    found = {
-        "experiment": paper.name,
-        "trainable": trainable,
-        "params": _params(paper, trainable),
-        "settings": fixed,
-        "data": [data.name, data.split_note, list(data.train.shape)],
-    }
+    identity = {"experiment": paper.name, "trainable": trainable}
+    identity["params"] = _params(paper, trainable)
     if extra_every:  # (absent when 0: checkpoints written before the option still match)
-        found["extra_every"] = extra_every
-    return json_safe(found)
+        identity["extra_every"] = extra_every
+    return fingerprint(settings, data, **identity)
 
 
 _CHECKPOINT_FIX = (
     "re-run with the same options to continue it, pass another --out, or --fresh to discard it"
 )
+_CHECKPOINT_UNREADABLE = "delete it or run with --fresh to start from epoch 0"
 
 
 def run_experiment(
@@ -137,7 +130,9 @@ def run_experiment(
     if checkpoints is not None:  # refuse a foreign checkpoint before training anything
         for trainable in (paper.baseline, paper.treatment):
             fp = _fingerprint(paper, trainable, settings, data, extra_every)
-            load_checkpoint(Path(checkpoints) / f"{trainable}.pt", fp, _CHECKPOINT_FIX)
+            load_checkpoint(
+                Path(checkpoints) / f"{trainable}.pt", fp, _CHECKPOINT_FIX, _CHECKPOINT_UNREADABLE
+            )
     for trainable in (paper.baseline, paper.treatment):
         runs = _train_population(
             paper, trainable, settings, data, device, log, checkpoints, checkpoint_every, budget,
@@ -177,10 +172,12 @@ def _train_population(
         batch_size=settings.batch_size,
     )  # fmt: skip
     members = [MemberRun(trainable, typed, s, settings, data.split_note) for s in seeds]
-    fingerprint = _fingerprint(paper, trainable, settings, data, extra_every)
+    wanted = _fingerprint(paper, trainable, settings, data, extra_every)
     path = None if checkpoints is None else Path(checkpoints) / f"{trainable}.pt"
     elapsed, epoch = 0.0, 0
-    saved = load_checkpoint(path, fingerprint, _CHECKPOINT_FIX) if path is not None else None
+    saved = None
+    if path is not None:
+        saved = load_checkpoint(path, wanted, _CHECKPOINT_FIX, _CHECKPOINT_UNREADABLE)
     if saved is not None:
         population.load_state_dict(saved["state"])
         for member, state in zip(members, saved["members"], strict=True):
@@ -196,7 +193,7 @@ def _train_population(
         save_checkpoint(
             path,
             {
-                "fingerprint": fingerprint,
+                "fingerprint": wanted,
                 "epoch": epoch,
                 "elapsed": elapsed + time.perf_counter() - start,
                 "state": population.state_dict(),

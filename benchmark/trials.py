@@ -42,7 +42,7 @@ from benchmark import records
 from benchmark.artifacts import json_safe, run_payload
 from benchmark.bookkeeping import Clock
 from benchmark.budget import Heartbeats, acquire_trial, trial_id, wait_for_running
-from benchmark.checkpoints import CheckpointError, fingerprint_key, trial_fingerprint
+from benchmark.checkpoints import CheckpointError, fingerprint, fingerprint_key
 from benchmark.checkpoints import load as load_checkpoint
 from benchmark.checkpoints import save as save_checkpoint
 from benchmark.data import Dataset
@@ -344,8 +344,6 @@ class _Slot:
     """Its members are still to be built (a new trial, or the next seed of this one)."""
     step: int = 0
     summaries: list[dict[str, Any]] = field(default_factory=list)
-    histories: list[list[dict[str, float]]] = field(default_factory=list)
-    """Scored epochs of its finished seeds."""
     finished: list[RunResult] = field(default_factory=list)
     """Its finished seeds' records (a checkpoint keeps them, to record them again)."""
     checkpoint: Path | None = None
@@ -655,7 +653,6 @@ class _PopulationRunner:
         with ctx.clock.part("artifacts"):
             for res in results:
                 record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
-        slot.histories += [r.history for r in results]
         slot.finished += results
         if reason is None and slot.queue:  # seed after seed: the next one
             slot.runs = [self._member_run(slot.variant, slot.typed, slot.queue.pop(0))]
@@ -668,7 +665,9 @@ class _PopulationRunner:
         if reason is None:
             try:
                 with ctx.clock.part("objective"):
-                    values = objective_values(ctx, slot.trial, slot.run_id, slot.histories)
+                    values = objective_values(
+                        ctx, slot.trial, slot.run_id, [r.history for r in slot.finished]
+                    )
             except Stop as stop:
                 reason = stop.reason
         state = TrialState.COMPLETE if reason is None else TrialState.PRUNED
@@ -714,9 +713,9 @@ class _PopulationRunner:
         trial, an ablation cell run again): its finished seeds are recorded again, its
         scored epochs logged and reported again, and training continues where it stopped."""
         ctx = self.ctx
-        slot.fingerprint = trial_fingerprint(
-            ctx.study.study_name, slot.variant, slot.typed.to_dict(), ctx.settings, ctx.data,
-            ctx.device,
+        slot.fingerprint = fingerprint(
+            ctx.settings, ctx.data, study=ctx.study.study_name, trainable=slot.variant,
+            params=slot.typed.to_dict(), device=str(ctx.device.type),
         )  # fmt: skip
         assert self.checkpoints is not None
         slot.checkpoint = self.checkpoints / f"trial-{fingerprint_key(slot.fingerprint)}.pt"
@@ -733,7 +732,6 @@ class _PopulationRunner:
         for res in saved["finished"]:
             record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)
         slot.finished = list(saved["finished"])
-        slot.histories = [list(r.history) for r in slot.finished]
         slot.resume_state = saved["state"]
         self._replay(slot)
         where = {"from_trial": int(saved["trial"]), "seed": run.run.seed, "epoch": run.epoch}
