@@ -67,8 +67,7 @@ def runs_frame(data: StudyData, design: designs.AblationSpace) -> tuple[pd.DataF
     for trial in data.trials:
         if trial.state not in ("COMPLETE", "PRUNED"):
             continue
-        params = {**trial.config, **trial.params} if trial.config else dict(trial.params)
-        levels = design.levels_of(params)
+        levels = _trial_levels(trial, design)
         if levels is None:
             notes.append(f"trial #{trial.number} is not a cell of the design; left out")
             continue
@@ -90,6 +89,12 @@ def runs_frame(data: StudyData, design: designs.AblationSpace) -> tuple[pd.DataF
     frame = pd.DataFrame(rows, columns=columns)
     present = [r for r in RESPONSES if frame[r].notna().any()]
     return frame[["trial", "seed", *(f.name for f in design.factors), *present]], notes
+
+
+def _trial_levels(trial: Any, design: designs.AblationSpace) -> dict[str, str] | None:
+    """The design cell a stored trial trained (its levels), or None if it is not one."""
+    params = {**trial.config, **trial.params} if trial.config else dict(trial.params)
+    return design.levels_of(params)
 
 
 def _cell_name(levels: dict[str, str]) -> str:
@@ -399,8 +404,7 @@ def _learning_curves(
         for trial in data.trials:
             if trial.state != "COMPLETE":
                 continue
-            params = {**trial.config, **trial.params} if trial.config else dict(trial.params)
-            levels = design.levels_of(params)
+            levels = _trial_levels(trial, design)
             arr = history(data, trial, key) if levels is not None else None
             if arr is not None:
                 by_cell[_cell_name(levels)] = arr
