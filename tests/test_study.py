@@ -247,8 +247,11 @@ def test_pareto_objective_with_fixed_params_and_two_seeds(env):
 
 
 def test_noise_mode_objective_scores_realmix_without_real_data(env):
+    # p_mix is fixed: TPE may sample p_mix ~ 0.002, and then most 100-sample buffer-mode
+    # sets contain no buffer image at all, so the two modes' W1 coincide (the streams are
+    # aligned across modes by design). At p_mix = 0.9 the modes must differ.
     argv = ["--space", "realmix", "--objective", "wasserstein-noise", "--trials", "2",
-            "--pruner", "none", *env["args"]]  # fmt: skip
+            "--pruner", "none", "--param", "p_mix=0.9", *env["args"]]  # fmt: skip
     assert study_cli.main(argv) == 0
     study = _journal(env["dir"] / "results" / "optuna.journal", "realmix-ring8-wasserstein-noise")
     assert _states(study) == {"COMPLETE": 2}
