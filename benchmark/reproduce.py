@@ -203,6 +203,8 @@ def _train_population(
 
     bar = Progress(settings.epochs, f"{trainable} x{len(seeds)} seeds")
     live = [m.run.status == "finished" for m in members]
+    drawn: dict[str, Any] = {}
+    """The last scored epoch's first samples of every member: their sample grids."""
     while epoch < settings.epochs and any(live):
         if budget[0] is not None:
             if budget[0] <= 0:
@@ -215,13 +217,14 @@ def _train_population(
             if live[i] and member.add_epoch(result, i):
                 live[i] = False
         due = [i for i, m in enumerate(members) if live[i] and m.due]
+        drawn = {}
         if due:
             scores = score_members(
                 population, data, result, n_eval=settings.n_eval,
                 exact=[members[i].exact for i in due],
                 extra=[members[i].extra or bool(extra_every and epoch % extra_every == 0)
                        for i in due],
-                members=due,
+                members=due, drawn=drawn,
             )  # fmt: skip
             for i, row in zip(due, scores, strict=True):
                 if members[i].add_scores(row):
@@ -234,7 +237,7 @@ def _train_population(
     seconds = elapsed + time.perf_counter() - start
     runs = []
     for i, member in enumerate(members):
-        res = member.finish(population, i)
+        res = member.finish(population, i, drawn=drawn or None)
         run = SeedRun.from_result(res, seconds)
         if run.status == "finished":
             run.evaluated, run.eval_sd = _evaluate(population, i, data, settings)

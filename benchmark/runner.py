@@ -21,6 +21,7 @@ from benchmark.trainable import EpochResult, Trainable
 from benchmark.trainables import build, params_class
 
 __all__ = [
+    "GRID_SAMPLES",
     "MemberRun",
     "RunResult",
     "load_data",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 OnEpoch = Callable[[int, dict[str, float]], bool | None]
+
+GRID_SAMPLES = 64
+"""Images (or points) in a finished run's sample grid: the first of its scoring samples."""
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -119,6 +123,7 @@ def score_members(
     seed: int = 0,
     extra: bool | Sequence[bool] = False,
     members: Sequence[int] | None = None,
+    drawn: dict[str, torch.Tensor] | None = None,
 ) -> list[dict[str, float]]:
     """Per-member metrics of one epoch: losses, loss variance and every distance.
 
@@ -127,6 +132,10 @@ def score_members(
     one batched call. Distances are measured against the held-out split. The first sampling
     mode's values are unsuffixed (RealMix: 'buffer', as in training); other modes get a
     '_<mode>' suffix.
+
+    `drawn`, when given, receives each mode's first GRID_SAMPLES samples of every member
+    (shape (P, GRID_SAMPLES, D)): the sample grids of the runs that end at this epoch
+    (`MemberRun.finish`), so they are not drawn a second time.
     """
     picked = list(range(trainable.size)) if members is None else list(members)
     exact_of = _per_member(exact, len(picked), "exact")
@@ -148,6 +157,8 @@ def score_members(
         out[-1]["oscillation"] = 0.5 * (out[-1]["oscillation_g"] + out[-1]["oscillation_d"])
     for k, mode in enumerate(trainable.sample_modes):
         samples = trainable.sample(n_eval, mode, seed=seed)
+        if drawn is not None:
+            drawn[mode] = samples[:, :GRID_SAMPLES]
         suffix = "" if k == 0 else f"_{mode}"
         chosen = samples[torch.as_tensor(picked, device=samples.device)]
         scored = score(chosen, data, n=n_eval, seed=seed, exact=exact_of, extra=extra_of)
@@ -252,16 +263,31 @@ class MemberRun:
         self.run.history = list(state["history"])
         self._g, self._d = list(state["g"]), list(state["d"])
 
-    def finish(self, trainable: Trainable, index: int, sample_count: int = 64) -> RunResult:
-        """The finished record, with member `index`'s sample grids unless it diverged."""
+    def finish(
+        self,
+        trainable: Trainable,
+        index: int,
+        sample_count: int = GRID_SAMPLES,
+        drawn: Mapping[str, torch.Tensor] | None = None,
+    ) -> RunResult:
+        """The finished record, with member `index`'s sample grids unless it diverged.
+
+        A grid is the first `sample_count` of the scoring samples (`n_eval` of them, seed 0)
+        of the trained generator: taken from `drawn` (`score_members` filled it at this
+        epoch), or drawn now; both give the same images.
+        """
         run = self.run
         run.g_losses = np.concatenate(self._g) if self._g else np.zeros(0)
         run.d_losses = np.concatenate(self._d) if self._d else np.zeros(0)
         if run.status != "diverged":
-            run.samples = {
-                mode: trainable.sample(sample_count, mode, seed=1)[index].cpu().numpy()
-                for mode in trainable.sample_modes
-            }
+            run.samples = {}
+            for mode in trainable.sample_modes:
+                if drawn is not None and drawn[mode].shape[1] >= sample_count:
+                    samples = drawn[mode][index]
+                else:
+                    n = max(self.settings.n_eval, sample_count)
+                    samples = trainable.sample(n, mode, seed=0)[index]
+                run.samples[mode] = samples[:sample_count].cpu().numpy()
         run.seconds = time.perf_counter() - self._start
         return run
 
@@ -276,7 +302,7 @@ def train_run(
     device: torch.device,
     on_epoch: OnEpoch | None = None,
     progress: bool = False,
-    sample_count: int = 64,
+    sample_count: int = GRID_SAMPLES,
 ) -> RunResult:
     """Train one seed of one configuration for `settings.epochs`, scoring as configured.
 
@@ -290,12 +316,15 @@ def train_run(
     )
     member = MemberRun(variant, typed, seed, settings, data.split_note, rule_for(data))
     bar = Progress(settings.epochs, f"{variant} seed {seed}") if progress else None
+    drawn: dict[str, torch.Tensor] | None = None
     while not member.last:
         result = trainable.train_epoch()
+        drawn = None  # the samples of this epoch only
         if member.add_epoch(result, 0):
             break
         if not member.due:
             continue
+        drawn = {}
         scores = score_members(
             trainable,
             data,
@@ -303,6 +332,7 @@ def train_run(
             n_eval=settings.n_eval,
             exact=member.exact,
             extra=member.extra,
+            drawn=drawn,
         )[0]
         diverged = member.add_scores(scores)
         if bar is not None:
@@ -312,7 +342,7 @@ def train_run(
         if on_epoch is not None and on_epoch(member.epoch, scores):
             member.run.status = "stopped"
             break
-    return member.finish(trainable, 0, sample_count)
+    return member.finish(trainable, 0, sample_count, drawn)
 
 
 def _progress_note(scores: Mapping[str, float]) -> str:

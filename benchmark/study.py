@@ -408,8 +408,7 @@ def _run_plan(
     """
     # The training side (torch, POT, MLflow, the trainables) is imported once the arguments
     # are checked, so that --help and bad input answer fast.
-    from benchmark.launcher import close_stale_parent, mark_invocation, recover_orphans, warm_up
-    from benchmark.runner import load_data, resolve_device
+    from benchmark.writer import Writers, writer_lock_dir
 
     started = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -421,6 +420,31 @@ def _run_plan(
         check_resume(plan, attrs)  # before anything is written
     lock = writable_study_folder(plan)  # UsageError: read-only results/
     in_process = plan.gpus is None and plan.workers == 1
+    # the in-process worker's writer processes start now: their imports and MLflow
+    # connection overlap this process's own start-up instead of its first epoch
+    writers = Writers(writer_lock_dir(lock.absolute())) if in_process else None
+    try:
+        return _start_and_run(plan, stream, prepare, storage, attrs, lock, writers, started)
+    finally:
+        if writers is not None:
+            writers.close()
+
+
+def _start_and_run(
+    plan: StudyPlan,
+    stream: Any,
+    prepare: Callable[[Any], None] | None,
+    storage: Any,
+    attrs: dict[str, Any] | None,
+    lock: Path,
+    writers: Any,
+    started: float,
+) -> int:
+    """The rest of `_run_plan`: data, MLflow, the study's records, the workers, the end."""
+    from benchmark.launcher import close_stale_parent, mark_invocation, recover_orphans, warm_up
+    from benchmark.runner import load_data, resolve_device
+
+    in_process = writers is not None
     if not in_process:
         warm_up()
     device_spec = plan.settings.device if in_process else "cpu"
@@ -454,7 +478,7 @@ def _run_plan(
     progress.update()
     try:
         with signals_as_interrupt():  # SIGTERM, SIGHUP: stop as on Ctrl-C
-            code = _run_workers(plan, spec, in_process, study, storage, data, tracker, progress)
+            code = _run_workers(plan, spec, writers, study, storage, data, tracker, progress)
     except KeyboardInterrupt as err:
         code = interrupt_exit_code(err)
     progress.update()
@@ -466,19 +490,20 @@ def _run_plan(
 def _run_workers(
     plan: StudyPlan,
     spec: WorkerSpec,
-    in_process: bool,
+    writers: Any,
     study: optuna.Study,
     storage: Any,
     data: Any,
     tracker: Any,
     progress: StudyProgress,
 ) -> int:
-    """Run the one in-process worker, or start and watch the worker processes; their exit
-    code (KeyboardInterrupt, also for SIGTERM/SIGHUP, goes to the caller)."""
+    """Run the one in-process worker (with its `writers`), or (`writers` None) start and watch
+    the worker processes; their exit code (KeyboardInterrupt, also for SIGTERM/SIGHUP, goes to
+    the caller)."""
     from benchmark.launcher import cpu_slots, gpu_slots, launch  # the training side: see _run_plan
     from benchmark.worker import run_worker
 
-    if in_process:
+    if writers is not None:
         return run_worker(
             spec,
             on_trial_end=progress.update,
@@ -486,6 +511,7 @@ def _run_workers(
             data=data,
             tracker=tracker,
             on_epoch=progress.update,
+            writers=writers,
         )
     slots = (
         gpu_slots(plan.gpus, plan.workers) if plan.gpus is not None else cpu_slots(plan.workers)

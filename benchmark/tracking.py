@@ -222,7 +222,7 @@ class Tracker:
             run_name=study_name,
             tags={"study": study_name, "kind": "study", **environment_tags(), **tags},
         )
-        self._log_params(run.info.run_id, params)
+        self.log_params(run.info.run_id, params)
         return run.info.run_id
 
     def resume_study(self, run_id: str) -> bool:
@@ -270,7 +270,7 @@ class Tracker:
                 **(tags or {}),
             },
         )
-        self._log_params(run.info.run_id, params)
+        self.log_params(run.info.run_id, params)
         return run.info.run_id
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
@@ -375,7 +375,8 @@ class Tracker:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log a run's parameters (None values left out), 100 to a call as MLflow allows."""
         from mlflow.entities import Param
 
         items = [Param(str(k), _param_value(v)) for k, v in params.items() if v is not None]

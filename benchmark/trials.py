@@ -353,22 +353,6 @@ class _Slot:
     """A checkpoint's population state, loaded into the population once it is built."""
 
 
-class _EpochSamples:
-    """The population's sample grids after one epoch, drawn once for every trial that ends
-    in it (`MemberRun.finish` picks its member's rows)."""
-
-    def __init__(self, population: Trainable) -> None:
-        self.population = population
-        self.sample_modes = population.sample_modes
-        self.drawn: dict[tuple[int, str, int], torch.Tensor] = {}
-
-    def sample(self, n: int, mode: str | None = None, seed: int = 0) -> torch.Tensor:
-        key = (n, str(mode), seed)
-        if key not in self.drawn:
-            self.drawn[key] = self.population.sample(n, mode, seed=seed)
-        return self.drawn[key]
-
-
 class _GiveUp(Exception):
     """MAX_CONSECUTIVE_FAILURES trials failed in a row: the worker stops (exit code 1)."""
 
@@ -406,7 +390,9 @@ class _PopulationRunner:
         self.slots: list[_Slot | None] = [None] * ctx.spec.population
         self.population: Trainable | None = None
         self.beats = Heartbeats(ctx.storage)
-        self.grids: _EpochSamples | None = None
+        self.grids: dict[str, torch.Tensor] = {}
+        """The first scoring samples of every member at this epoch: the sample grids of the
+        trials that end in it (`score_members` fills it, `MemberRun.finish` reads it)."""
         self.failures = 0
         """Trials failed in a row (a complete or pruned trial resets it)."""
         self.checkpoints: Path | None = None
@@ -585,7 +571,7 @@ class _PopulationRunner:
         """Record the epoch for every live trial; score the due ones in one batch; end the
         seeds and trials that diverged, were pruned or completed."""
         assert self.population is not None
-        self.grids = _EpochSamples(self.population)
+        self.grids = {}
         due: list[_Slot] = []
         for slot in self.live():
             diverged = [run.add_epoch(result, i) for run, i in zip(slot.runs, slot.index)]
@@ -604,6 +590,7 @@ class _PopulationRunner:
                 exact=[s.runs[0].exact for s in due for _ in s.index],
                 extra=[s.runs[0].extra for s in due for _ in s.index],
                 members=[i for s in due for i in s.index],
+                drawn=self.grids,
             )
         rows = iter(scores)
         ending = []
@@ -649,7 +636,10 @@ class _PopulationRunner:
             if reason is not None and run.run.status == "finished":
                 run.run.status = "stopped"
         with ctx.clock.part("sample grids"):
-            results = [run.finish(self.grids, i) for run, i in zip(slot.runs, slot.index)]
+            results = [
+                run.finish(self.population, i, drawn=self.grids or None)
+                for run, i in zip(slot.runs, slot.index)
+            ]
         with ctx.clock.part("artifacts"):
             for res in results:
                 record_seed(ctx, slot.trial, slot.run_id, res, slot.summaries)

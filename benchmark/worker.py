@@ -35,7 +35,7 @@ from benchmark.storage import FarBehindRule, make_pruner, make_sampler, open_sto
 from benchmark.tracking import connect
 from benchmark.trainables import params_class
 from benchmark.trials import OnTrialEnd, WorkerContext, run_trials
-from benchmark.writer import QueuedTracker, writer_lock_dir
+from benchmark.writer import QueuedTracker, Writers, writer_lock_dir
 from studies import compare, get_space
 
 __all__ = ["fixed_sampler_params", "load_worker_study", "main", "process_main", "run_worker"]
@@ -81,12 +81,29 @@ def run_worker(
     data: Dataset | None = None,
     tracker: Any = None,
     on_epoch: Callable[[], None] | None = None,
+    writers: Writers | None = None,
 ) -> int:
     """Take trials until the budget or the deadline is reached; returns the exit code.
 
-    `storage`, `data` and `tracker`: the in-process worker of `benchmark.study` shares those
-    its caller has open. KeyboardInterrupt propagates after the running trials are recorded.
+    `storage`, `data`, `tracker` and `writers` (the background writer processes): the
+    in-process worker of `benchmark.study` shares those its caller has open. KeyboardInterrupt
+    propagates after the running trials are recorded.
     """
+    if writers is None:  # started first: they import and connect while this process starts
+        with Writers(writer_lock_dir(spec.lock_path)) as writers:
+            return _run_worker(spec, on_trial_end, storage, data, tracker, on_epoch, writers)
+    return _run_worker(spec, on_trial_end, storage, data, tracker, on_epoch, writers)
+
+
+def _run_worker(
+    spec: WorkerSpec,
+    on_trial_end: OnTrialEnd | None,
+    storage: optuna.storages.BaseStorage | None,
+    data: Dataset | None,
+    tracker: Any,
+    on_epoch: Callable[[], None] | None,
+    writers: Writers,
+) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage is None:
         storage = open_storage(spec.storage)
@@ -117,7 +134,7 @@ def run_worker(
         ctx.rule = FarBehindRule(metric=ctx.metric)
     # MLflow calls and artifact files are done by a background writer process, in order;
     # closing it waits for all of them (after Ctrl-C too).
-    ctx.tracker = QueuedTracker(ctx.tracker, lock_dir=writer_lock_dir(spec.lock_path))
+    ctx.tracker = QueuedTracker(ctx.tracker, writers=writers)
     try:
         ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
         # --population 1 trains a trial's seeds one after another (and the pruner sees each

@@ -71,3 +71,35 @@ def test_every_key_a_scored_epoch_records_is_in_labels(ring8, mnist_small, tmp_p
         keys |= set(row)
     assert {metric_of(k).direction for k in keys} == {"minimize", "maximize", None}
     assert metric_of("w1_noise") is LABELS["w1"] and metric_of("nonsense") is None
+
+
+def test_a_finished_runs_sample_grid_is_the_start_of_its_scoring_samples(ring8):
+    """The grid of a finished run is the first GRID_SAMPLES of the samples it was scored on:
+    taken from `score_members`' `drawn` (the study's population path) or drawn again (a run
+    whose last epoch was not scored in this process, e.g. a resumed one), the same points,
+    and for member 1 of a population the same as for that member's run alone."""
+    from benchmark.runner import GRID_SAMPLES, MemberRun
+    from benchmark.settings import Settings
+
+    settings = Settings(epochs=1, n_eval=100)
+    params = [params_class("realmix")(), params_class("realmix")(p_mix=0.5, alpha=0.5)]
+    pop = build("realmix", params, ring8, seeds=[4, 5], batch_size=64)
+    result = pop.train_epoch()
+    drawn: dict = {}
+    score_members(pop, ring8, result, n_eval=100, exact=False, drawn=drawn)
+    assert set(drawn) == {"buffer", "noise"}
+    assert drawn["buffer"].shape == (2, GRID_SAMPLES, 2)
+
+    def finished(trainable, index, grids):
+        run = MemberRun("realmix", params[1], 5, settings)
+        run.add_epoch(result, 1)
+        return run.finish(trainable, index, drawn=grids).samples
+
+    from_scoring, redrawn = finished(pop, 1, drawn), finished(pop, 1, None)
+    alone = build("realmix", params[1:], ring8, seeds=[5], batch_size=64)
+    alone.train_epoch()
+    for mode in ("buffer", "noise"):
+        scored = pop.sample(100, mode, seed=0)[1, :GRID_SAMPLES].numpy()
+        assert (from_scoring[mode] == scored).all() and (redrawn[mode] == scored).all()
+        assert (finished(alone, 0, None)[mode] == scored).all()
+    assert not (from_scoring["buffer"] == from_scoring["noise"]).all()
