@@ -36,7 +36,14 @@ from benchmark.bookkeeping import BOOKKEEPING_FILE_ENV, ENGINE_PARTS
 from benchmark.perf.machine import cpu_name, load_average, publish, usable_cpus
 from benchmark.settings import Settings
 
-__all__ = ["ThroughputReport", "engine_seconds", "main", "measure", "render_markdown"]
+__all__ = [
+    "ThroughputReport",
+    "build_parser",
+    "engine_seconds",
+    "main",
+    "measure",
+    "render_markdown",
+]
 
 TARGET_RATIO = 0.9
 """The study's throughput should be at least this share of the engine's."""
@@ -71,6 +78,8 @@ class ThroughputReport:
     population: int
     epochs: int
     rounds: list[Round] = field(default_factory=list)
+    failed: str | None = None
+    """Why the measurement stopped before its last round (None: every round ran)."""
 
     @property
     def best_study(self) -> Round:
@@ -223,8 +232,16 @@ def _study_round(
     )
     trials = sorted(study.trials, key=lambda t: t.number)
     configs = [t.user_attrs["config"] for t in trials if t.state.name == "COMPLETE"]
-    if len(configs) != len(trials):
-        raise RuntimeError(f"{len(trials) - len(configs)} trial(s) did not complete")
+    if len(configs) != len(trials):  # the engine alone would train them for the whole budget
+        ended = "; ".join(
+            f"trial {t.number} {t.state.name} ({t.user_attrs.get('reason', 'no reason recorded')})"
+            for t in trials
+            if t.state.name != "COMPLETE"
+        )
+        raise RuntimeError(
+            f"{len(trials) - len(configs)} trial(s) did not complete, so the engine cannot train "
+            f"the same work: {ended}; try another --sampler-seed"
+        )
     log(f"study: {clocks[0]['wall_seconds']:.1f} s loop, {seconds:.1f} s process")
     return seconds, clocks[0], configs, Settings(**study.user_attrs["settings"])
 
@@ -239,13 +256,16 @@ def measure(
     epochs: int,
     settings: Sequence[str],
     rounds: int = 2,
+    sampler_seed: int = 0,
     log: Any = print,
 ) -> ThroughputReport:
-    """`rounds` times: run the study, then the engine alone on its trials' configurations."""
+    """`rounds` times: run the study, then the engine alone on its trials' configurations.
+    The sampler is seeded, so every round trains the same configurations. A round that fails
+    after others were measured ends the measurement with those (`failed` says why)."""
     command = [sys.executable, "-m", "benchmark.study", "--space", space]
     command += ["--dataset", dataset, "--trials", str(trials), "--epochs", str(epochs)]
     command += ["--population", str(population), "--pruner", "none"]
-    command += ["--study-name", "throughput"]
+    command += ["--study-name", "throughput", "--sampler-seed", str(sampler_seed)]
     if data_dir:
         command += ["--data-dir", str(Path(data_dir).absolute())]
     for item in settings:
@@ -254,14 +274,23 @@ def measure(
     log(f"study: {' '.join(command[1:])} (storage and MLflow store in a temporary folder)")
     done: list[Round] = []
     run_settings = None
-    for _ in range(rounds):
-        with tempfile.TemporaryDirectory(prefix="mixbench-throughput-") as tmp:
-            seconds, clock, configs, run_settings = _study_round(command, Path(tmp), log)
+    failed = None
+    for k in range(rounds):
+        try:
+            with tempfile.TemporaryDirectory(prefix="mixbench-throughput-") as tmp:
+                seconds, clock, configs, run_settings = _study_round(command, Path(tmp), log)
+        except RuntimeError as err:
+            if not done:
+                raise
+            failed = f"round {k + 1} of {rounds} failed, the {len(done)} before it kept: {err}"
+            log(failed)
+            break
         engine = engine_seconds(configs, run_settings, population)
         log(f"engine alone: {engine:.1f} s")
         done.append(Round(seconds, clock["wall_seconds"], engine, clock))
     assert run_settings is not None
     return ThroughputReport(
+        failed=failed,
         command=command[1:],
         device=_device(run_settings.device),
         load_average_before=load_before,
@@ -299,7 +328,8 @@ def render_markdown(report: ThroughputReport) -> str:
         "(a shared machine: the seconds between rounds vary with other jobs; the engine share "
         "and the bookkeeping seconds, timed inside the study, depend less on load).",
         "",
-        f"Rounds: {rounds}. The fastest of each:",
+        f"Rounds: {rounds}. The fastest of each:"
+        + (f" (**{report.failed}**)" if report.failed else ""),
         "",
         "| what | seconds | trials/hour |",
         "| --- | --- | --- |",
@@ -343,7 +373,7 @@ def render_markdown(report: ThroughputReport) -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmark.throughput",
         description="A study's trials per hour end to end (real journal storage and MLflow "
@@ -363,25 +393,40 @@ def _parser() -> argparse.ArgumentParser:
         help="a run setting, as for benchmark.study (default: n_eval=500)",
     )
     p.add_argument("--rounds", type=int, default=2, help="study + engine rounds (default: 2)")
+    p.add_argument(
+        "--sampler-seed",
+        type=int,
+        default=0,
+        help="the study's sampler seed: every round trains the same configurations (default: 0)",
+    )
     p.add_argument("--out", default="results/benchmarks", help="report folder")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 for bad input."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
+
+    def usage_error(message: str) -> int:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+
     for name in ("trials", "population", "epochs", "rounds"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)}: must be >= 1")
+            return usage_error(f"--{name} {getattr(args, name)}: must be >= 1")
+    if args.sampler_seed < 0:
+        return usage_error(f"--sampler-seed {args.sampler_seed}: must be a whole number from 0")
     if args.trials % args.population:
-        parser.error(
+        return usage_error(
             f"--trials {args.trials} is not a multiple of --population {args.population}: the "
             "engine alone would train a smaller last population than the study"
         )
     settings = args.setting or ["n_eval=500"]
     try:
-        flags = ("space", "dataset", "data_dir", "trials", "population", "epochs", "rounds")
+        flags = ("space", "dataset", "data_dir", "trials", "population", "epochs", "rounds",
+                 "sampler_seed")  # fmt: skip
         report = measure(settings=settings, **{name: getattr(args, name) for name in flags})
     except RuntimeError as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)

@@ -114,7 +114,7 @@ def _writer_main(jobs: Any, acks: Any, lock_dir: str | None) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS when this process ends
     try:
         _preload()
-        tracking_uri = jobs.recv()  # None: the worker ended before it needed a writer
+        tracking_uri = jobs.recv()  # (an unused writer is terminated instead)
     except (EOFError, OSError):
         tracking_uri = None
     if tracking_uri is not None:
@@ -177,6 +177,7 @@ class _Channel:
         jobs_out, self.jobs = context.Pipe(duplex=False)
         self.acks, acks_in = context.Pipe(duplex=False)
         self.bound = False
+        self.lock_dir = lock_dir
         self.proc = context.Process(
             target=_writer_main,
             args=(jobs_out, acks_in, str(lock_dir) if lock_dir else None),
@@ -236,10 +237,12 @@ class _Channel:
         if self.bound:
             self.queue.put(None)
             self.feeder.join()
-        else:
-            with contextlib.suppress(OSError):
-                self.jobs.send(None)
+        else:  # it was given nothing to do: no need to wait for its imports to finish
+            self.proc.terminate()
         self.proc.join()
+        if not self.bound and self.lock_dir is not None:
+            with contextlib.suppress(OSError):
+                (self.lock_dir / f"writer-{self.proc.pid}.lock").unlink()
         if self.bound:
             self.acker.join()
         self.jobs.close()

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from benchmark import ablation, gpucheck, report, reproduce, study, train
+from benchmark import ablation, gpucheck, report, reproduce, study, throughput, train
 from benchmark.perf import cli as perf
 
 CLIS = {
@@ -22,6 +22,7 @@ CLIS = {
     "perf": (perf.main, perf.build_parser, ["--dataset", "ring8"]),
     "report": (report.main, report.build_parser, ["--study", "x"]),
     "gpucheck": (gpucheck.main, gpucheck.build_parser, ["--device", "cpu", "--dry-run"]),
+    "throughput": (throughput.main, throughput.build_parser, ["--dataset", "ring8"]),
 }
 """CLI name -> (main, parser factory, the required arguments of a cheap invocation)."""
 
@@ -68,6 +69,11 @@ BELOW_RANGE = {
     ("perf", "--threads"): ("0", "--threads 0 is invalid: must be >= 1"),
     ("perf", "--workers"): ("0", "--workers 0 is invalid: must be >= 1"),
     ("perf", "--seed"): None,  # any integer seeds torch
+    ("throughput", "--trials"): ("0", "--trials 0: must be >= 1"),
+    ("throughput", "--population"): ("0", "--population 0: must be >= 1"),
+    ("throughput", "--epochs"): ("0", "--epochs 0: must be >= 1"),
+    ("throughput", "--rounds"): ("0", "--rounds 0: must be >= 1"),
+    ("throughput", "--sampler-seed"): ("-1", "--sampler-seed -1: must be a whole number from 0"),
 }
 """(CLI, numeric flag) -> (a value just below its range, the message it must give), or None
 for a flag every value of its type suits."""
@@ -101,6 +107,7 @@ def test_a_value_below_range_exits_2_naming_it_before_anything_runs(
     monkeypatch.setattr(train, "train_run", must_not_run)
     monkeypatch.setattr(perf, "run_perf", must_not_run)
     monkeypatch.setattr(study, "run_plan", must_not_run)
+    monkeypatch.setattr(throughput, "measure", must_not_run)
     main, _, required = CLIS[cli]
     value, message = BELOW_RANGE[(cli, flag)]
     code = main([*required, flag, value])

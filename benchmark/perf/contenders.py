@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -63,6 +64,8 @@ class Contender:
 
     closers: list[Callable[[], None]] = field(default_factory=list)
     """Called once when timing is over (e.g. to end a baseline subprocess)."""
+    processes: list[int] = field(default_factory=list)
+    """Pids of the subprocesses it trains in (the baseline engine's)."""
 
     def close(self) -> None:
         for closer in self.closers:
@@ -193,13 +196,29 @@ def baseline_contender(
             "(see its error above)"
         )
 
+    # Held stopped (SIGSTOP) while it is not the one timed: an idle process's OpenMP threads
+    # keep spinning after its epoch and take the CPUs the other contenders are timed on.
+    def hold() -> None:
+        os.kill(proc.pid, signal.SIGSTOP)
+        # returns once it is stopped (or has died: its exit status is left for proc.poll)
+        os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+
+    hold()
+
     def run() -> None:
-        proc.stdin.write("run\n")
-        proc.stdin.flush()
-        if proc.stdout.readline().strip() != "done":
-            raise RuntimeError(f"the baseline engine at {root} stopped (exit {proc.poll()})")
+        os.kill(proc.pid, signal.SIGCONT)
+        try:
+            proc.stdin.write("run\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "done":
+                raise RuntimeError(f"the baseline engine at {root} stopped (exit {proc.poll()})")
+        finally:
+            if proc.poll() is None:
+                hold()
 
     def close() -> None:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
         proc.stdin.close()
         proc.wait(timeout=60)
 
@@ -210,4 +229,5 @@ def baseline_contender(
         torch_threads,
         steps_per_round,
         closers=[close],
+        processes=[proc.pid],
     )

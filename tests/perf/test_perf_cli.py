@@ -97,3 +97,28 @@ def test_perf_rejects_a_baseline_that_is_no_checkout(tmp_path, capsys):
     assert perf.main(argv) == 2
     assert "is not a MixBench checkout" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_the_baseline_engine_is_held_stopped_except_while_it_is_timed():
+    """An idle baseline subprocess must take no CPU from the contenders timed meanwhile (its
+    OpenMP threads spin after an epoch): it is SIGSTOPped between its own rounds."""
+    from benchmark.data import load_dataset
+    from benchmark.perf.contenders import baseline_contender
+    from benchmark.perf.settings import PerfSettings
+
+    root = Path(__file__).resolve().parents[2]
+    settings = PerfSettings(trainable="gan", dataset="ring8", baseline_engine=str(root))
+    data = load_dataset("ring8", device="cpu", batch_size=settings.batch_size)
+    contender = baseline_contender(settings, data, 1, 2, 1, torch.device("cpu"))
+    (pid,) = contender.processes
+    try:
+        assert _state(pid) == "T"
+        contender.shards[0]()  # an epoch: answered, so it ran
+        assert _state(pid) == "T"
+    finally:
+        contender.close()
+    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
