@@ -157,8 +157,8 @@ def score_members(
         out[-1]["oscillation"] = 0.5 * (out[-1]["oscillation_g"] + out[-1]["oscillation_d"])
     for k, mode in enumerate(trainable.sample_modes):
         samples = trainable.sample(n_eval, mode, seed=seed)
-        if drawn is not None:
-            drawn[mode] = samples[:, :GRID_SAMPLES]
+        if drawn is not None:  # a copy: a view would keep all n_eval samples alive
+            drawn[mode] = samples[:, :GRID_SAMPLES].clone()
         suffix = "" if k == 0 else f"_{mode}"
         chosen = samples[torch.as_tensor(picked, device=samples.device)]
         scored = score(chosen, data, n=n_eval, seed=seed, exact=exact_of, extra=extra_of)
