@@ -237,7 +237,7 @@ def _train_population(
     seconds = elapsed + time.perf_counter() - start
     runs = []
     for i, member in enumerate(members):
-        res = member.finish(population, i, drawn=drawn or None)
+        res = member.finish(population, i, drawn=drawn)
         run = SeedRun.from_result(res, seconds)
         if run.status == "finished":
             run.evaluated, run.eval_sd = _evaluate(population, i, data, settings)

@@ -273,8 +273,9 @@ class MemberRun:
         """The finished record, with member `index`'s sample grids unless it diverged.
 
         A grid is the first `sample_count` of the scoring samples (`n_eval` of them, seed 0)
-        of the trained generator: taken from `drawn` (`score_members` filled it at this
-        epoch), or drawn now; both give the same images.
+        of the trained generator: taken from `drawn` where `score_members` filled it at this
+        epoch, or drawn now (`drawn` None or empty: not scored in this call); both give the
+        same images.
         """
         run = self.run
         run.g_losses = np.concatenate(self._g) if self._g else np.zeros(0)
@@ -282,8 +283,9 @@ class MemberRun:
         if run.status != "diverged":
             run.samples = {}
             for mode in trainable.sample_modes:
-                if drawn is not None and drawn[mode].shape[1] >= sample_count:
-                    samples = drawn[mode][index]
+                kept = drawn.get(mode) if drawn else None
+                if kept is not None and kept.shape[1] >= sample_count:
+                    samples = kept[index]
                 else:
                     n = max(self.settings.n_eval, sample_count)
                     samples = trainable.sample(n, mode, seed=0)[index]

@@ -637,7 +637,7 @@ class _PopulationRunner:
                 run.run.status = "stopped"
         with ctx.clock.part("sample grids"):
             results = [
-                run.finish(self.population, i, drawn=self.grids or None)
+                run.finish(self.population, i, drawn=self.grids)
                 for run, i in zip(slot.runs, slot.index)
             ]
         with ctx.clock.part("artifacts"):

@@ -285,9 +285,9 @@ class QueuedTracker:
     """A `benchmark.tracking.Tracker` whose logging calls go to background writers.
 
     `log_metrics`, `log_metric_rows`, `write_artifacts`, `set_tags`, `end_trial` and the
-    params of `start_trial` return at once (blocking only while `size` calls wait for a writer); everything else is the
-    tracker's own, done now. A run's calls all go to one writer, in order. `close` waits
-    until every call is done.
+    params of `start_trial` return at once (blocking only while `size` calls wait for a
+    writer); everything else is the tracker's own, done now. A run's calls all go to one
+    writer, in order. `close` waits until every call is done.
     """
 
     def __init__(
@@ -374,20 +374,11 @@ class QueuedTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self._submit("tags", run_id, {str(k): str(v) for k, v in tags.items()})
 
-    def start_trial(
-        self,
-        parent_run_id: str,
-        *,
-        study_name: str,
-        number: int,
-        params: Mapping[str, Any],
-        tags: Mapping[str, str] | None = None,
-    ) -> str:
-        """As Tracker.start_trial: the run is created now (its id is needed at once), its
-        params are logged by the writer, before the run's later calls."""
-        run_id = self._tracker.start_trial(
-            parent_run_id, study_name=study_name, number=number, params={}, tags=tags
-        )
+    def start_trial(self, parent_run_id: str, *, params: Mapping[str, Any], **run: Any) -> str:
+        """As Tracker.start_trial (`run`: its other arguments): the run is created now (its
+        id is needed at once), its params are logged by the writer, before the run's later
+        calls."""
+        run_id = self._tracker.start_trial(parent_run_id, params={}, **run)
         if params:
             self._submit("params", run_id, dict(params))
         return run_id
