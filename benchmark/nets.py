@@ -4,8 +4,9 @@ Every tensor here has a leading member dimension P. A member's weights, optimise
 random draws depend only on its own seed and hyperparameters, so member i of a population
 trains exactly as a population of one with the same seed would: on CPU bit for bit
 (`member_matmul`); on CUDA up to the rounding of the batched matmul kernels cuBLAS picks.
-The random streams are counter-based (Philox-4x32-10 in tensor ops, `MemberRNG`), so every
-draw is one evaluation for all members: nothing here loops over members.
+The random streams are counter-based (Philox-4x32-10, `MemberRNG`: in tensor ops, or on CPU
+in compiled C, `benchmark.native`, with the same words), so every draw is one evaluation for
+all members: nothing here loops over members.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from benchmark import native
+
 __all__ = [
     "KAT",
     "MemberRNG",
     "StackedAdam",
     "StackedMLP",
+    "check_compiled",
     "check_philox",
     "member_matmul",
     "member_view",
@@ -154,6 +158,30 @@ def check_philox(device: torch.device | str) -> None:
     _CHECKED.add(name)
 
 
+def check_compiled(blocks: native.BlocksFunction) -> None:
+    """Raise RuntimeError unless the compiled Philox gives Random123's answers, as words and
+    as 16-bit halves."""
+    if "compiled" in _CHECKED:
+        return
+    for counter, key, expected in KAT:
+        word = counter[0] | (counter[1] << 32)
+        c = torch.tensor([word - (1 << 64) if word >> 63 else word], dtype=torch.int64)
+        k = torch.tensor([key], dtype=torch.int64)
+        stream = counter[2] | (counter[3] << 32)
+        words = blocks(c, k, 1, stream, PHILOX_ROUNDS, False)[0].tolist()
+        halves = blocks(c, k, 1, stream, PHILOX_ROUNDS, True)[0].tolist()
+        if words != list(expected) or halves != [
+            h for w in expected for h in (w & 0xFFFF, w >> 16)
+        ]:
+            raise RuntimeError(
+                f"the compiled Philox-4x32-10 ({native.__name__}) gives {[hex(w) for w in words]}"
+                f" (halves {[hex(h) for h in halves]}) for counter {[hex(w) for w in counter]}, "
+                f"expected {[hex(w) for w in expected]}; run with "
+                f"{native.IMPLEMENTATION_ENV}=tensor and report this"
+            )
+    _CHECKED.add("compiled")
+
+
 Mask = Sequence[bool] | torch.Tensor | None
 
 
@@ -173,9 +201,23 @@ class MemberRNG:
     words of the last block are discarded.
     """
 
-    def __init__(self, seeds: Sequence[int], device: torch.device, *, stream: int = 0) -> None:
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        device: torch.device,
+        *,
+        stream: int = 0,
+        compiled: bool = True,
+    ) -> None:
+        """compiled: on CPU, draw with the compiled Philox of `benchmark.native` where it
+        is available (the same words as the tensor operators, in one pass)."""
         check_philox(device)
         self.device = torch.device(device)
+        self._compiled = (
+            native.blocks_function() if compiled and self.device.type == "cpu" else None
+        )
+        if self._compiled is not None:
+            check_compiled(self._compiled)
         self.stream = int(stream) & ((1 << 64) - 1)
         keys = [[int(s) & MASK32, (int(s) >> 32) & MASK32] for s in seeds]
         self.key = torch.tensor(keys, dtype=torch.int64, device=self.device).view(-1, 2)
@@ -198,6 +240,8 @@ class MemberRNG:
 
     def _blocks(self, n_blocks: int) -> torch.Tensor:
         """(P, 4 * n_blocks) words of the members' next n_blocks blocks (no advance)."""
+        if self._compiled is not None:
+            return self._compiled(self.counter, self.key, n_blocks, self.stream, PHILOX_ROUNDS)
         ctr = self.counter[:, None] + torch.arange(n_blocks, device=self.device)
         c0 = ctr & MASK32
         c1 = ctr >> 32
@@ -234,11 +278,60 @@ class MemberRNG:
         return self.uniforms(self._words(n, self._mask(mask))).view(self.size, *shape)
 
     def rand16(self, n: int, mask: Mask = None) -> torch.Tensor:
-        """(P, n) int64 uniform integers in [0, 65536), two per word: half the Philox work of
-        `rand` where 16 bits of resolution are enough (dropout keep/drop decisions)."""
+        """(P, n) uniform integers in [0, 65536), two per word (each word's low 16 bits, then
+        its high 16): half the Philox work of `rand` where 16 bits of resolution are enough
+        (dropout keep/drop decisions). int32 from the compiled generator, else int64."""
         m = self._mask(mask)
-        w = self._words(-(-int(n) // 2), m)
-        return torch.stack([w & 0xFFFF, w >> 16], dim=-1).view(self.size, -1)[:, :n]
+        u = self._halves(n, m)
+        return u if m is None else torch.where(m[:, None], u, 0)
+
+    def _halves(self, n: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """(P, n) 16-bit halves of the members' next ceil(n / 2) words; a member whose mask
+        entry is False does not advance (its values are not zeroed here)."""
+        n_words = -(-int(n) // 2)
+        n_blocks = -(-n_words // 4)
+        if self._compiled is not None:
+            u = self._compiled(self.counter, self.key, n_blocks, self.stream, PHILOX_ROUNDS, True)[
+                :, :n
+            ]
+        else:
+            w = self._blocks(n_blocks)[:, :n_words]
+            u = torch.stack([w & 0xFFFF, w >> 16], dim=-1).view(self.size, -1)[:, :n]
+        self.counter += n_blocks if mask is None else mask.long() * n_blocks
+        return u
+
+    def bernoulli16(self, n: int, keep: torch.Tensor, mask: Mask = None) -> torch.Tensor:
+        """(P, n) bool, True with probability keep[i] for member i (to within 2**-16): a
+        `rand16` value u kept when u < keep * 2**16. A member whose mask entry is False gets
+        all True and does not advance, as in `rand16`."""
+        m = self._mask(mask)
+        limit = self._limit16(keep, m)
+        return self._halves(n, m) < limit.to(torch.int64)[:, None]
+
+    def scaled_bernoulli16(
+        self, n: int, keep: torch.Tensor, value: torch.Tensor, mask: Mask = None
+    ) -> torch.Tensor:
+        """(P, n) float32: value[i] where `bernoulli16` is True, else 0 (e.g. dropout's
+        multipliers, value = 1 / keep). Made in one pass by the compiled generator."""
+        m = self._mask(mask)
+        value = value.to(device=self.device, dtype=torch.float32)
+        if self._compiled is None:
+            kept = self._halves(n, m) < self._limit16(keep, m)[:, None]
+            return torch.where(kept, value[:, None], 0.0)
+        n_blocks = -(-int(n) // 8)  # the blocks `_halves` takes: 8 halves per block
+        limit = self._limit16(keep, m).to(torch.int32)
+        out = self._compiled(
+            self.counter, self.key, n_blocks, self.stream, PHILOX_ROUNDS, pick=(limit, value)
+        )
+        self.counter += n_blocks if m is None else m.long() * n_blocks
+        return out[:, :n]
+
+    def _limit16(self, keep: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        # u < x <=> u < ceil(x) for an integer u: the halves are compared as integers
+        limit = torch.ceil(keep.to(device=self.device, dtype=torch.float32) * 65536.0)
+        if mask is not None:
+            limit = torch.where(mask, limit, 65536.0)
+        return limit.to(torch.int64)
 
     def randn(self, *shape: int, mask: Mask = None) -> torch.Tensor:
         """Standard normal floats (Box-Muller on pairs of words, see `normals`)."""
@@ -381,12 +474,10 @@ class StackedMLP(nn.Module):
         widths = self.sizes[1:-1]
         keep = 1.0 - dropout
         mask = dropout > 0 if members is None else (dropout > 0) & members
-        u = rng.rand16(batch * sum(widths), mask=mask)
         scale = torch.where(keep > 0, 1.0 / keep.clamp_min(1e-12), 0.0)
-        kept = u < (keep * 65536.0)[:, None]
-        drop = kept.to(torch.float32) * scale[:, None]
-        if members is not None:
-            drop = torch.where(members[:, None], drop, 1.0)
+        if members is not None:  # a frozen slot's multipliers are 1 (its draws all kept)
+            scale = torch.where(members, scale, 1.0)
+        drop = rng.scaled_bernoulli16(batch * sum(widths), keep, scale, mask=mask)
         parts = drop.split([batch * w for w in widths], dim=1)
         return [part.view(-1, batch, w) for part, w in zip(parts, widths)]
 

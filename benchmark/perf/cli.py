@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
+from benchmark import native
 from benchmark.cli import HelpFormatter, add_data_dir, add_deprecated_alias
 from benchmark.data import DATASETS, DataError, load_dataset
 from benchmark.perf.machine import publish
@@ -119,7 +120,9 @@ def count_ops_main(args: argparse.Namespace) -> int:
     _, table = count_ops_table(data, populations, device=device, batch_size=args.batch_size)
     print(
         f"ATen operators per training iteration ({data.name}, batch {args.batch_size}, "
-        f"{device}; each variant's default params, Mixture GAN t ~ uniform):"
+        f"{device}; each variant's default params, Mixture GAN t ~ uniform; random streams: "
+        f"Philox-4x32-10 in {native.implementation(device)}, a compiled call counted as "
+        "one operator):"
     )
     print(table)
     return 0

@@ -21,6 +21,7 @@ from benchmark.settings import SettingsError
 from benchmark.trainables import build, params_class
 
 __all__ = [
+    "THIS_CHECKOUT",
     "Contender",
     "baseline_contender",
     "mixbench_contender",
@@ -170,6 +171,10 @@ for line in sys.stdin:
 """
 
 
+THIS_CHECKOUT = Path(__file__).resolve().parents[2]
+"""The checkout this module runs from (its engine is 'this engine')."""
+
+
 def baseline_contender(
     settings: PerfSettings,
     data: Dataset,
@@ -177,9 +182,14 @@ def baseline_contender(
     steps_per_round: int,
     torch_threads: int,
     device: torch.device,
+    *,
+    checkout: Path | None = None,
 ) -> Contender:
-    """The --baseline-engine's population of `population`, trained in its own subprocess."""
-    root = str(Path(settings.baseline_engine or ".").resolve())
+    """The population of `population` of a checkout's engine (default: --baseline-engine's),
+    trained in its own subprocess; with `checkout` = THIS_CHECKOUT, this engine, so that
+    both engines of the comparison run the same way."""
+    this = checkout is not None and Path(checkout).resolve() == THIS_CHECKOUT
+    root = str(Path(checkout or settings.baseline_engine or ".").resolve())
     data_dir = str(Path(settings.data_dir).resolve()) if settings.data_dir else ""
     argv = [sys.executable, "-c", _BASELINE_SERVER, root, settings.dataset, data_dir]
     argv += [str(device), settings.trainable, str(population), str(steps_per_round)]
@@ -223,7 +233,7 @@ def baseline_contender(
         proc.wait(timeout=60)
 
     return Contender(
-        f"previous engine P={population}",
+        f"{'this engine (subprocess)' if this else 'previous engine'} P={population}",
         population,
         [run],
         torch_threads,

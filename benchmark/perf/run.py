@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from benchmark import native
 from benchmark.data import Dataset, load_dataset
 from benchmark.perf.contenders import (
+    THIS_CHECKOUT,
     Contender,
     baseline_contender,
     mixbench_contender,
@@ -55,6 +57,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable_cpus(),
         "mkl": bool(torch.backends.mkl.is_available()),
+        "philox": native.implementation(device),
     }
 
 
@@ -173,8 +176,14 @@ def _contenders(settings: PerfSettings, run: _Setup) -> list[Contender]:
             )
 
     if settings.baseline_engine is not None:
+        # both engines of the comparison in a subprocess each, driven the same way
         for p in settings.populations:
-            contenders.append(baseline_contender(settings, data, p, steps_for(p), threads, device))
+            for checkout in (THIS_CHECKOUT, None):
+                contenders.append(
+                    baseline_contender(
+                        settings, data, p, steps_for(p), threads, device, checkout=checkout
+                    )
+                )
     return contenders
 
 
@@ -260,10 +269,11 @@ def _rows(
 
 
 def _baseline_ratio(settings: PerfSettings, rows: Sequence[Row]) -> dict[str, float]:
-    """P -> this engine's member-iterations per second / the --baseline-engine's."""
+    """P -> this engine's member-iterations per second / the --baseline-engine's, both in
+    their subprocesses."""
     by_name = {row.contender: row for row in rows}
     return {
-        str(p): by_name[f"mixbench P={p}"].iters_per_s
+        str(p): by_name[f"this engine (subprocess) P={p}"].iters_per_s
         / by_name[f"previous engine P={p}"].iters_per_s
         for p in settings.populations
         if f"previous engine P={p}" in by_name
@@ -299,8 +309,10 @@ def _notes(
         ratios = ", ".join(f"P={p}: {r:.2f}x" for p, r in baseline.items())
         notes.append(
             f"This engine vs the previous engine at {settings.baseline_engine} (member-"
-            f"iterations per second, same run, same rounds): {ratios}. The previous engine "
-            "ran in a subprocess per population, driven round by round from this process."
+            f"iterations per second, same run, same rounds): {ratios}. Both engines ran in a "
+            "subprocess per population ('this engine (subprocess)' and 'previous engine' "
+            "rows), driven round by round from this process and held stopped while the "
+            "others were timed."
         )
     return notes
 

@@ -114,7 +114,11 @@ def render_table(rows: Sequence[Row]) -> str:
 def render_markdown(report: PerfReport) -> str:
     """The whole report: conditions, the table and how each number was obtained."""
     s, dev = report.settings, report.device
-    where = f", {dev['usable_cpus']} usable CPUs" if dev["type"] == "cpu" else ""
+    where = ""
+    if dev["type"] == "cpu":
+        where = f", {dev['usable_cpus']} usable CPUs"
+        if "philox" in dev:
+            where += f"; random streams: Philox-4x32-10 in {dev['philox']}"
     lines = [
         f"# MixBench throughput: {s['trainable']} on {dev['name']}",
         "",

@@ -73,8 +73,9 @@ def test_perf_cli_rejects_bad_settings(argv, message, tmp_path, capsys):
 
 
 def test_perf_times_a_baseline_engine_in_subprocesses(tmp_path):
-    """--baseline-engine DIR adds 'previous engine P=k' rows (here: this very checkout) and
-    the ratio of the two engines' rates to the report."""
+    """--baseline-engine DIR adds 'previous engine P=k' rows (here: this very checkout) and,
+    run the same way, 'this engine (subprocess) P=k' rows; the ratio of the two is in the
+    report."""
     root = Path(__file__).resolve().parents[2]
     args = "--trainable gan --dataset ring8 --populations 1,2 --steps 2 --rounds 1 --warmup 0"
     args += " --n-eval 30 --threads 1 --workers 1 --device cpu"
@@ -83,11 +84,16 @@ def test_perf_times_a_baseline_engine_in_subprocesses(tmp_path):
     (js,) = tmp_path.glob("perf-*.json")
     report = json.loads(js.read_text())
     names = [r["contender"] for r in report["rows"]]
-    assert names[-2:] == ["previous engine P=1", "previous engine P=2"]
+    assert names[-4:] == [
+        "this engine (subprocess) P=1",
+        "previous engine P=1",
+        "this engine (subprocess) P=2",
+        "previous engine P=2",
+    ]
     rates = {r["contender"]: r["iters_per_s"] for r in report["rows"]}
     assert all(rates[n] > 0 for n in names)
     assert report["baseline_ratio"]["2"] == pytest.approx(
-        rates["mixbench P=2"] / rates["previous engine P=2"]
+        rates["this engine (subprocess) P=2"] / rates["previous engine P=2"]
     )
     assert "vs the previous engine" in (tmp_path / js.name.replace(".json", ".md")).read_text()
 
