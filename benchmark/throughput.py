@@ -109,6 +109,15 @@ class ThroughputReport:
     def bookkeeping_ms(self) -> float | None:
         return self.best_study.clock.get("bookkeeping_ms_per_trial_epoch")
 
+    @property
+    def steady_bookkeeping_ms(self) -> float:
+        """Bookkeeping per trial-epoch without the final wait for the writers (`drain
+        writer`): that wait happens once per study, so dividing it by the trial-epochs of a
+        short measurement inflates it; both are reported."""
+        clock = self.best_study.clock
+        drained = clock["bookkeeping_seconds"] - clock["seconds"].get("drain writer", 0.0)
+        return 1000 * drained / max(1, clock["trial_epochs"])
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         best = self.best_study
@@ -125,6 +134,8 @@ class ThroughputReport:
                 "ratio_met": self.ratio >= TARGET_RATIO,
                 "bookkeeping_ms_per_trial_epoch": TARGET_BOOKKEEPING_MS,
                 "bookkeeping_met": (self.bookkeeping_ms or 0) < TARGET_BOOKKEEPING_MS,
+                "steady_bookkeeping_ms_per_trial_epoch": self.steady_bookkeeping_ms,
+                "steady_bookkeeping_met": self.steady_bookkeeping_ms < TARGET_BOOKKEEPING_MS,
             },
         )
         return out
@@ -310,8 +321,10 @@ def render_markdown(report: ThroughputReport) -> str:
     per = report.bookkeeping_ms
     book_met = "met" if doc["targets"]["bookkeeping_met"] else "not met"
     drained = clock["bookkeeping_seconds"] - clock["seconds"].get("drain writer", 0.0)
-    during = 1000 * drained / max(1, clock["trial_epochs"])
+    during = report.steady_bookkeeping_ms
+    steady_met = "met" if doc["targets"]["steady_bookkeeping_met"] else "not met"
     per_trial = 1000 * drained / max(1, report.trials)
+    wait = clock["seconds"].get("drain writer", 0.0)
     rounds = "; ".join(
         f"study loop {r.study_loop_seconds:.1f} s (process {r.study_process_seconds:.1f} s), "
         f"engine {r.engine_seconds:.1f} s"
@@ -346,8 +359,9 @@ def render_markdown(report: ThroughputReport) -> str:
         "",
         f"Bookkeeping on the training thread: {clock['bookkeeping_seconds']:.2f} s over "
         f"{clock['trial_epochs']} trial-epochs = **{per:.1f} ms per trial-epoch** (target < "
-        f"{TARGET_BOOKKEEPING_MS:g} ms: {book_met}); without the final wait for the writer "
-        f"(`drain writer`), {during:.1f} ms per trial-epoch, {per_trial:.0f} ms per trial."
+        f"{TARGET_BOOKKEEPING_MS:g} ms: {book_met}). Without the final wait for the writers "
+        f"(`drain writer`, {wait:.2f} s once per study, whatever its length): **{during:.1f} "
+        f"ms per trial-epoch** ({steady_met}), {per_trial:.0f} ms per trial."
         if per is not None
         else "No trial-epoch was trained.",
         "",

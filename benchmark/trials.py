@@ -593,9 +593,16 @@ class _PopulationRunner:
                 drawn=self.grids,
             )
         rows = iter(scores)
+        judged = [(slot, *self._report(slot, [next(rows) for _ in slot.runs])) for slot in due]
+        # MLflow's metrics only once every Optuna report of the epoch is made: a writer starts
+        # committing them at once, and its store commits made the training thread's journal
+        # appends 5x slower (3.9 ms instead of 0.7 ms per report on 2 CPUs)
         ending = []
-        for slot in due:
-            ends, reason = self._report(slot, [next(rows) for _ in slot.runs])
+        for slot, ends, reason, logged in judged:
+            if logged:
+                with self.ctx.clock.part("mlflow metrics"):  # one call per trial and epoch
+                    self.ctx.tracker.log_metrics(slot.run_id, logged, slot.runs[0].epoch)
+                _test_hang(slot.trial)
             if ends:
                 ending.append((slot, reason))
         # one progress redraw per epoch, not one per trial; before the trials that end in it
@@ -604,27 +611,27 @@ class _PopulationRunner:
         for slot, reason in ending:
             self._end(slot, reason)
 
-    def _report(self, slot: _Slot, rows: list[dict[str, float]]) -> tuple[bool, str | None]:
-        """One scored epoch of one trial: logged, reported to the pruner, judged. Whether its
-        seeds end now, and why (None: completed)."""
-        clock = self.ctx.clock
+    def _report(
+        self, slot: _Slot, rows: list[dict[str, float]]
+    ) -> tuple[bool, str | None, dict[str, float]]:
+        """One scored epoch of one trial: reported to the pruner and judged. Whether its
+        seeds end now, why (None: completed), and the metrics to log for it (all its seeds in
+        one call; none when it diverged: samples off the data's scale are not logged, as a
+        run alone does not log them)."""
         diverged = False
         for run, row in zip(slot.runs, rows):
             diverged |= run.add_scores(row)
-        if diverged:  # samples off the data's scale: not logged, as a run alone does not
-            return True, "diverged"
+        if diverged:
+            return True, "diverged", {}
         multi = len(self.seeds) > 1
         logged: dict[str, float] = {}
         for run, row in zip(slot.runs, rows):
             logged.update(epoch_metrics(run.run.seed, multi, row))
-        with clock.part("mlflow metrics"):  # one call per trial and epoch, all its seeds
-            self.ctx.tracker.log_metrics(slot.run_id, logged, slot.runs[0].epoch)
         value = float(np.mean([row.get(self.ctx.metric, math.nan) for row in rows]))
-        with clock.part("optuna report"):
+        with self.ctx.clock.part("optuna report"):
             reason = judge(self.ctx, slot.trial, slot.step, value, notify=False)
         slot.step += 1
-        _test_hang(slot.trial)
-        return reason is not None or slot.runs[0].last, reason
+        return reason is not None or slot.runs[0].last, reason, logged
 
     def _end(self, slot: _Slot, reason: str | None) -> None:
         """The seeds training in `slot` have ended: their artifacts and summaries are

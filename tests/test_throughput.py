@@ -26,6 +26,10 @@ def test_throughput_runs_the_study_and_the_engine_and_writes_both_reports(tmp_pa
     assert round_["study_loop_seconds"] < round_["study_process_seconds"]
     assert round_["engine_seconds"] > 0
     assert doc["ratio"] == doc["engine_seconds"] / doc["study_loop_seconds"]
+    book = clock["bookkeeping_seconds"]
+    wait = clock["seconds"]["drain writer"]
+    steady = doc["targets"]["steady_bookkeeping_ms_per_trial_epoch"]
+    assert steady == 1000 * (book - wait) / 4 < clock["bookkeeping_ms_per_trial_epoch"]
     assert "Study / engine" in md.read_text() and "ms per trial-epoch" in capsys.readouterr().out
 
 
