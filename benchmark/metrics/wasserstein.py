@@ -12,8 +12,10 @@ floats; nothing here imports optuna, mlflow or a trainable.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,25 +96,43 @@ def wasserstein1(x: ArrayLike, y: ArrayLike, *, num_itermax: int = 1_000_000) ->
         raise ValueError(f"num_itermax must be >= 1, got {num_itermax}; the default is 1_000_000")
     xa, ya = _pair(x, y)
     cost = ot.dist(xa, ya, metric="euclidean")
-    a = np.full(xa.shape[0], 1.0 / xa.shape[0])
-    b = np.full(ya.shape[0], 1.0 / ya.shape[0])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value, log = ot.emd2(a, b, cost, numItermax=int(num_itermax), log=True)
-    message = log.get("warning")
-    others: list[warnings.WarningMessage] = []
+        value, log = _emd2(xa.shape[0], ya.shape[0], cost, num_itermax)
+    _pass_on(caught)
+    return _w1_result(value, log.get("warning"), caught, num_itermax, cost.shape)
+
+
+def _emd2(n_x: int, n_y: int, cost: np.ndarray, num_itermax: int) -> tuple[float, dict]:
+    a = np.full(n_x, 1.0 / n_x)
+    b = np.full(n_y, 1.0 / n_y)
+    return ot.emd2(a, b, cost, numItermax=int(num_itermax), log=True)
+
+
+def _pass_on(caught: Sequence[warnings.WarningMessage]) -> None:
+    """Warnings other than POT's iteration limit are passed on (once each), not swallowed."""
+    seen: set[str] = set()
     for w in caught:
         text = str(w.message)
-        if _POT_ITERMAX_TEXT in text:
-            message = message or text
-        elif not any(str(o.message) == text for o in others):
-            others.append(w)
-    for w in others:  # unrelated warnings are passed on, not swallowed
-        warnings.warn(w.message, w.category, stacklevel=2)
+        if _POT_ITERMAX_TEXT not in text and text not in seen:
+            seen.add(text)
+            warnings.warn(w.message, w.category, stacklevel=3)
+
+
+def _w1_result(
+    value: float,
+    message: str | None,
+    caught: Sequence[warnings.WarningMessage],
+    num_itermax: int,
+    shape: tuple[int, ...],
+) -> WResult:
+    """The solver's value as a WResult; a UserWarning when it stopped before optimality."""
+    if message is None and any(_POT_ITERMAX_TEXT in str(w.message) for w in caught):
+        message = next(str(w.message) for w in caught if _POT_ITERMAX_TEXT in str(w.message))
     if message is not None:
         hint = (
             f" Raise num_itermax (now {num_itermax}) or reduce the sample count "
-            f"({xa.shape[0]} x {ya.shape[0]})."
+            f"({shape[0]} x {shape[1]})."
             if _POT_ITERMAX_TEXT in message
             else ""
         )
@@ -120,7 +140,7 @@ def wasserstein1(x: ArrayLike, y: ArrayLike, *, num_itermax: int = 1_000_000) ->
             f"exact W1 did not reach optimality ({message.strip()}); the solver's value "
             f"{float(value):.6g} is not W1 and not a bound on it.{hint}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     return WResult(value=float(value), converged=message is None, warning=message)
 
@@ -219,11 +239,55 @@ def _diverged(exact: bool) -> dict[str, float]:
 
 def _exact_w1(gen: np.ndarray, held: np.ndarray, num_itermax: int) -> dict[str, float]:
     """{"w1", "w1_converged"}; w1 is NaN when the solver stopped before optimality."""
-    w1 = wasserstein1(gen, held, num_itermax=num_itermax)
+    return _w1_keys(wasserstein1(gen, held, num_itermax=num_itermax))
+
+
+def _w1_keys(w1: WResult) -> dict[str, float]:
     return {
         "w1": w1.value if w1.converged else float("nan"),
         "w1_converged": 1.0 if w1.converged else 0.0,
     }
+
+
+def _exact_threads() -> int:
+    """Threads for the exact W1 of several members at once: one per usable CPU."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _exact_w1_many(
+    members: Sequence[np.ndarray], held: np.ndarray, num_itermax: int
+) -> list[dict[str, float]]:
+    """`_exact_w1` of every member, the same values. POT's network simplex releases the GIL,
+    so with several members the solves run on `_exact_threads()` threads while this thread
+    builds the next cost matrices (a few at most ahead: 8 MB each at n = 1000), e.g. the
+    many members of a population that finish at the same epoch."""
+    threads = min(len(members), _exact_threads())
+    if threads <= 1:
+        return [_exact_w1(m, held, num_itermax) for m in members]
+    results: list[tuple[float, dict] | None] = [None] * len(members)
+    shapes = [(m.shape[0], held.shape[0]) for m in members]
+    # warnings filters are process-wide: one catch around every thread's solve
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with ThreadPoolExecutor(threads, thread_name_prefix="exact-w1") as pool:
+            pending: dict[Future, int] = {}
+            for k, member in enumerate(members):
+                cost = ot.dist(member, held, metric="euclidean")
+                pending[pool.submit(_emd2, *shapes[k], cost, num_itermax)] = k
+                while len(pending) > 2 * threads:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[pending.pop(future)] = future.result()
+            for future in list(pending):
+                results[pending.pop(future)] = future.result()
+    _pass_on(caught)
+    out = []
+    for (value, log), shape in zip(results, shapes):  # type: ignore[misc]
+        # POT's own itermax warning is matched to its member by the solver's log
+        out.append(_w1_keys(_w1_result(value, log.get("warning"), [], num_itermax, shape)))
+    return out
 
 
 def distances(
@@ -335,14 +399,23 @@ def distances_batch(
             )
             for k, i in enumerate(rows):
                 out[i] = {"sliced_w2": float(sliced[k]), "pixel_w1": float(pixel[k])}
+    solved = [i for i in range(p) if finite[i] and flags[i]]
+    firsts = dict(
+        zip(
+            solved,
+            _exact_w1_many(
+                [_to_numpy(gen[i], "generated", check_finite=False) for i in solved],
+                held,
+                num_itermax,
+            ),
+        )
+    )
     for i in range(p):
         if not finite[i]:
             out[i] = _diverged(flags[i])
             continue
-        member = (
-            _to_numpy(gen[i], "generated", check_finite=False) if flags[i] or not out[i] else None
-        )
-        first = _exact_w1(member, held, num_itermax) if flags[i] else {}
+        member = _to_numpy(gen[i], "generated", check_finite=False) if not out[i] else None
+        first = firsts.get(i, {})
         if not out[i]:
             out[i] = {
                 "sliced_w2": sliced_wasserstein(

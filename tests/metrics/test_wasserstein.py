@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -263,3 +264,34 @@ def test_distances_batch_unequal_sizes_and_diverged_member():
         distances_batch(gen[0], held)
     with pytest.raises(ValueError, match="3 flags for 2 members|2 members"):
         distances_batch(gen[:2], held, exact=[True, False, True])
+
+
+def test_the_exact_w1_of_many_members_runs_on_threads_with_the_same_values(monkeypatch):
+    """Members finishing together: their exact W1 solves run on several threads (POT releases
+    the GIL) and give what each member gets alone; a member whose solve stops at the
+    iteration limit gets NaN and the warning, the others their exact value."""
+    import threading
+
+    import ot
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one usable CPU: the solves run on this thread")
+    names: list[str] = []
+    solve = ot.emd2
+
+    def recording(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        return solve(*args, **kwargs)
+
+    monkeypatch.setattr(ot, "emd2", recording)
+    rng = _rng(21)
+    gen = torch.tensor(np.tanh(rng.normal(size=(6, 120, 64))), dtype=torch.float32)
+    held = torch.tensor(np.tanh(rng.normal(size=(300, 64))), dtype=torch.float32)
+    batch = distances_batch(gen, held, n=120, seed=2, exact=True)
+    assert len(names) == 6 and all(n.startswith("exact-w1") for n in names)
+    for i in range(6):
+        assert batch[i]["w1"] == distances(gen[i], held, n=120, seed=2)["w1"]
+    with pytest.warns(UserWarning, match="did not reach optimality") as record:
+        stopped = distances_batch(gen[:3], held, n=120, seed=2, exact=True, num_itermax=5)
+    assert all(math.isnan(row["w1"]) and row["w1_converged"] == 0.0 for row in stopped)
+    assert sum("did not reach optimality" in str(w.message) for w in record) == 3
