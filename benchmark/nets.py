@@ -305,8 +305,7 @@ class MemberRNG:
         `rand16` value u kept when u < keep * 2**16. A member whose mask entry is False gets
         all True and does not advance, as in `rand16`."""
         m = self._mask(mask)
-        limit = self._limit16(keep, m)
-        return self._halves(n, m) < limit.to(torch.int64)[:, None]
+        return self._halves(n, m) < self._limit16(keep, m)[:, None]
 
     def scaled_bernoulli16(
         self, n: int, keep: torch.Tensor, value: torch.Tensor, mask: Mask = None
