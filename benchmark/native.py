@@ -205,7 +205,14 @@ def _build(target: Path) -> None:
 
 @functools.lru_cache(maxsize=1)
 def _load() -> ctypes.CDLL | None:
-    if os.environ.get(IMPLEMENTATION_ENV, "native").strip().lower() == "tensor":
+    choice = os.environ.get(IMPLEMENTATION_ENV, "").strip().lower() or "native"
+    if choice not in ("native", "tensor"):
+        raise ValueError(
+            f"{IMPLEMENTATION_ENV}={os.environ[IMPLEMENTATION_ENV]!r} is not 'native' or "
+            "'tensor': unset it (the compiled Philox where a C compiler works) or set it to "
+            "'tensor' (the tensor operators); both give the same numbers"
+        )
+    if choice == "tensor":
         return None
     target = _library_path()
     try:

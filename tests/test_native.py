@@ -195,3 +195,13 @@ def test_an_epoch_trains_the_same_with_either_generator(variant, mnist_small, mo
     slow = train()
     assert len(fast) == len(slow)
     assert all(torch.equal(a, b) for a, b in zip(fast, slow))
+
+
+def test_an_unknown_implementation_is_a_clear_error(tmp_path):
+    code = (
+        "import torch; from benchmark.nets import MemberRNG; MemberRNG([0], torch.device('cpu'))"
+    )
+    env = {**os.environ, "MIXBENCH_CACHE": str(tmp_path), "MIXBENCH_PHILOX": "tensors"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode != 0
+    assert "MIXBENCH_PHILOX='tensors' is not 'native' or 'tensor'" in done.stderr
