@@ -254,14 +254,15 @@ class MemberRNG:
         """(P, n) int64 uniform 32-bit words; member i's counter advances ceil(n / 4)."""
         return self._words(n, self._mask(mask))
 
+    def _advance(self, n_blocks: int, mask: torch.Tensor | None) -> None:
+        """Every member whose mask entry is True (all without a mask) has drawn n_blocks."""
+        self.counter += n_blocks if mask is None else mask.long() * n_blocks
+
     def _words(self, n: int, mask: torch.Tensor | None) -> torch.Tensor:
         n_blocks = -(-int(n) // 4)
         out = self._blocks(n_blocks)[:, :n]
-        if mask is None:
-            self.counter += n_blocks
-            return out
-        self.counter += mask.long() * n_blocks
-        return torch.where(mask[:, None], out, 0)
+        self._advance(n_blocks, mask)
+        return out if mask is None else torch.where(mask[:, None], out, 0)
 
     def _ragged_words(self, counts: torch.Tensor, width: int) -> torch.Tensor:
         """(P, width) words, member i's first counts[i] real, the rest 0; it advances
@@ -289,7 +290,7 @@ class MemberRNG:
         """(P, n) 16-bit halves of the members' next ceil(n / 2) words; a member whose mask
         entry is False does not advance (its values are not zeroed here)."""
         n_words = -(-int(n) // 2)
-        n_blocks = -(-n_words // 4)
+        n_blocks = self._half_blocks(n)
         if self._compiled is not None:
             u = self._compiled(self.counter, self.key, n_blocks, self.stream, PHILOX_ROUNDS, True)[
                 :, :n
@@ -297,8 +298,13 @@ class MemberRNG:
         else:
             w = self._blocks(n_blocks)[:, :n_words]
             u = torch.stack([w & 0xFFFF, w >> 16], dim=-1).view(self.size, -1)[:, :n]
-        self.counter += n_blocks if mask is None else mask.long() * n_blocks
+        self._advance(n_blocks, mask)
         return u
+
+    @staticmethod
+    def _half_blocks(n: int) -> int:
+        """Blocks a draw of n 16-bit halves takes: 8 halves per block."""
+        return -(-int(n) // 8)
 
     def bernoulli16(self, n: int, keep: torch.Tensor, mask: Mask = None) -> torch.Tensor:
         """(P, n) bool, True with probability keep[i] for member i (to within 2**-16): a
@@ -317,12 +323,12 @@ class MemberRNG:
         if self._compiled is None:
             kept = self._halves(n, m) < self._limit16(keep, m)[:, None]
             return torch.where(kept, value[:, None], 0.0)
-        n_blocks = -(-int(n) // 8)  # the blocks `_halves` takes: 8 halves per block
+        n_blocks = self._half_blocks(n)
         limit = self._limit16(keep, m).to(torch.int32)
         out = self._compiled(
             self.counter, self.key, n_blocks, self.stream, PHILOX_ROUNDS, pick=(limit, value)
         )
-        self.counter += n_blocks if m is None else m.long() * n_blocks
+        self._advance(n_blocks, m)
         return out[:, :n]
 
     def _limit16(self, keep: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

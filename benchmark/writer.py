@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.artifacts import payload_files, write_payload
+from benchmark.perf.machine import usable_cpus
 from benchmark.spec import pid_alive
 from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG, TRIAL_STATUS, connect
 
@@ -277,8 +278,7 @@ def default_writers() -> int:
     the worker trains, but the last trials' files only once training is over, and the worker
     waits for them: two writers halve that wait where the CPUs are free by then (ring8, 16
     trials ending together on 2 CPUs: 4.4 s with one writer, 2.0 s with two)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(2, min(4, (cpus or 1) // 4))
+    return max(2, min(4, usable_cpus() // 4))
 
 
 class QueuedTracker:

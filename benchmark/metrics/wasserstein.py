@@ -12,7 +12,6 @@ floats; nothing here imports optuna, mlflow or a trainable.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -25,6 +24,7 @@ import scipy.stats
 import torch
 
 from benchmark.metrics.checks import same_dim
+from benchmark.perf.machine import usable_cpus
 
 __all__ = [
     "WResult",
@@ -127,8 +127,10 @@ def _w1_result(
     shape: tuple[int, ...],
 ) -> WResult:
     """The solver's value as a WResult; a UserWarning when it stopped before optimality."""
-    if message is None and any(_POT_ITERMAX_TEXT in str(w.message) for w in caught):
-        message = next(str(w.message) for w in caught if _POT_ITERMAX_TEXT in str(w.message))
+    if message is None:
+        message = next(
+            (str(w.message) for w in caught if _POT_ITERMAX_TEXT in str(w.message)), None
+        )
     if message is not None:
         hint = (
             f" Raise num_itermax (now {num_itermax}) or reduce the sample count "
@@ -249,21 +251,14 @@ def _w1_keys(w1: WResult) -> dict[str, float]:
     }
 
 
-def _exact_threads() -> int:
-    """Threads for the exact W1 of several members at once: one per usable CPU."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def _exact_w1_many(
     members: Sequence[np.ndarray], held: np.ndarray, num_itermax: int
 ) -> list[dict[str, float]]:
     """`_exact_w1` of every member, the same values. POT's network simplex releases the GIL,
-    so with several members the solves run on `_exact_threads()` threads while this thread
+    so with several members the solves run on one thread per usable CPU while this thread
     builds the next cost matrices (a few at most ahead: 8 MB each at n = 1000), e.g. the
     many members of a population that finish at the same epoch."""
-    threads = min(len(members), _exact_threads())
+    threads = min(len(members), usable_cpus())
     if threads <= 1:
         return [_exact_w1(m, held, num_itermax) for m in members]
     results: list[tuple[float, dict] | None] = [None] * len(members)
@@ -399,22 +394,19 @@ def distances_batch(
             )
             for k, i in enumerate(rows):
                 out[i] = {"sliced_w2": float(sliced[k]), "pixel_w1": float(pixel[k])}
+    # each finite member as an array once: for its exact W1 and/or its distances one by one
+    arrays = {
+        i: _to_numpy(gen[i], "generated", check_finite=False)
+        for i in range(p)
+        if finite[i] and (flags[i] or not out[i])
+    }
     solved = [i for i in range(p) if finite[i] and flags[i]]
-    firsts = dict(
-        zip(
-            solved,
-            _exact_w1_many(
-                [_to_numpy(gen[i], "generated", check_finite=False) for i in solved],
-                held,
-                num_itermax,
-            ),
-        )
-    )
+    firsts = dict(zip(solved, _exact_w1_many([arrays[i] for i in solved], held, num_itermax)))
     for i in range(p):
         if not finite[i]:
             out[i] = _diverged(flags[i])
             continue
-        member = _to_numpy(gen[i], "generated", check_finite=False) if not out[i] else None
+        member = arrays.get(i)
         first = firsts.get(i, {})
         if not out[i]:
             out[i] = {

@@ -1,7 +1,8 @@
 """What a measurement records about the machine, and the report files every benchmark writes.
 
-Shared by `python -m benchmark.perf` and `python -m benchmark.throughput`; imports no torch, so
-that the throughput CLI's usage errors stay fast.
+Shared by `python -m benchmark.perf` and `python -m benchmark.throughput` (and `usable_cpus`
+by the background writers and the exact-W1 threads); imports no torch, so that the
+throughput CLI's usage errors stay fast and the writer processes start light.
 """
 
 from __future__ import annotations
