@@ -71,7 +71,7 @@ from benchmark.settings import SettingsError, setting_changes
 from benchmark.signals import interrupt_exit_code, signals_as_interrupt
 from benchmark.spec import WorkerSpec
 from benchmark.storage import PRUNERS, SAMPLERS, StorageError, open_storage, repair_journal
-from benchmark.tracking import TrackingError, connect
+from benchmark.tracking import TrackingError, connect, default_tracking_uri
 from benchmark.trainable import ParamError
 from benchmark.urls import mask_url
 from benchmark.writer import account_artifacts, wait_for_writers, writer_lock_dir
@@ -422,7 +422,8 @@ def _run_plan(
     in_process = plan.gpus is None and plan.workers == 1
     # the in-process worker's writer processes start now: their imports and MLflow
     # connection overlap this process's own start-up instead of its first epoch
-    writers = Writers(writer_lock_dir(lock.absolute())) if in_process else None
+    uri = plan.tracking_uri or default_tracking_uri()  # as connect() resolves it
+    writers = Writers(writer_lock_dir(lock.absolute()), tracking_uri=uri) if in_process else None
     try:
         return _start_and_run(plan, stream, prepare, storage, attrs, lock, writers, started)
     finally:

@@ -273,6 +273,10 @@ class Tracker:
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def resolve(self, run_id: str) -> str:
+        """The run id `start_trial` returned is the run's (see QueuedTracker.resolve)."""
+        return run_id
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """Log numeric metrics at `step` in one batch (non-finite values are kept as such)."""
         from mlflow.entities import Metric

@@ -237,7 +237,9 @@ def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict
 
 def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, TrainableParams, str]:
     """(variant, typed params, MLflow run id) of an asked trial: its config suggested and
-    stored, its retry history noted, its nested MLflow run started.
+    stored, its retry history noted, its nested MLflow run started (with the worker's
+    QueuedTracker the id is a placeholder while a thread creates the run: `link_run` records
+    the real one).
 
     Call it under `signals_deferred()` and assign the result inside that block: a Ctrl-C in
     between would leave an MLflow run that nobody knows to end, RUNNING forever.
@@ -262,8 +264,15 @@ def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, TrainableP
         params={"trainable": variant, **typed.to_dict()},
         tags=tags,
     )
-    trial.set_user_attr(records.MLFLOW_RUN_ID, run_id)
     return variant, typed, run_id
+
+
+def link_run(ctx: WorkerContext, trial: optuna.Trial, run_id: str) -> str:
+    """Record the MLflow run of an opened trial in its Optuna record (waiting until a
+    placeholder's run is created); returns the run's id. Raises what creating it raised."""
+    run_id = ctx.tracker.resolve(run_id)
+    trial.set_user_attr(records.MLFLOW_RUN_ID, run_id)
+    return run_id
 
 
 def close_trial(
@@ -477,6 +486,7 @@ class _PopulationRunner:
         """Put a new trial in every empty slot and build the members still to be built;
         True when the budget (or time) is used up."""
         exhausted = False
+        opened = []
         for k in range(len(self.slots)):
             if self.slots[k] is not None:
                 continue
@@ -486,9 +496,26 @@ class _PopulationRunner:
                 exhausted = True
                 break
             self.slots[k] = slot
-        with self.ctx.clock.part("build"):
+            opened.append(slot)
+        with self.ctx.clock.part("build"):  # meanwhile a thread creates their MLflow runs
             self._build([k for k, s in enumerate(self.slots) if s is not None and s.fresh])
+        with self.ctx.clock.part("start trials"):
+            for slot in opened:
+                self._link(slot)
         return exhausted
+
+    def _link(self, slot: _Slot) -> None:
+        """The trial's MLflow run recorded in its Optuna record before it trains; a trial
+        whose run could not be created is recorded FAIL and its slot freed."""
+        try:
+            with signals_deferred():
+                slot.run_id = link_run(self.ctx, slot.trial, slot.run_id)
+        except Exception as err:
+            reason = mask_text(f"{type(err).__name__}: {err}")
+            self.ctx.log(f"trial {slot.trial.number} failed: {reason}")
+            close_trial(self.ctx, slot.trial, None, TrialState.FAIL, reason=reason)
+            self.slots[self.slots.index(slot)] = None
+            self._ended(slot.trial, TrialState.FAIL)
 
     def _build(self, pending: list[int]) -> None:
         """Build the population on the first fill (and every time for a population of one,

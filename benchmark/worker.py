@@ -90,7 +90,7 @@ def run_worker(
     propagates after the running trials are recorded.
     """
     if writers is None:  # started first: they import and connect while this process starts
-        with Writers(writer_lock_dir(spec.lock_path)) as writers:
+        with Writers(writer_lock_dir(spec.lock_path), tracking_uri=spec.tracking_uri) as writers:
             return _run_worker(spec, on_trial_end, storage, data, tracker, on_epoch, writers)
     return _run_worker(spec, on_trial_end, storage, data, tracker, on_epoch, writers)
 

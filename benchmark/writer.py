@@ -15,12 +15,19 @@ Guarantees:
   is SIGKILLed leaves its writer to finish what it received (it stops when the worker's end
   of the pipe closes); `wait_for_writers` waits for such writers, and `account_artifacts`
   then tags every trial run with what was written and what is missing.
+
+Trial runs are created by one more process, the run creator (`creator-<pid>.lock`), at
+once and in the order asked: `QueuedTracker.start_trial` returns a placeholder id, and the
+worker resolves it (once the trial's members are built) before the trial trains and records
+the run's id in the trial. A run it created after its worker was SIGKILLed is one whose
+trial ended without it; the study's closing sweep ends such runs by trial number.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import multiprocessing
 import os
 import queue
@@ -29,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +46,7 @@ from benchmark.artifacts import payload_files, write_payload
 from benchmark.perf.machine import usable_cpus
 from benchmark.spec import pid_alive
 from benchmark.tracking import ARTIFACTS_TAG, MISSING_TAG, TRIAL_STATUS, connect
+from benchmark.urls import mask_url
 
 __all__ = [
     "QUEUE_SIZE",
@@ -54,6 +63,10 @@ QUEUE_SIZE = 64
 are about 0.4 MB for MNIST, so the queue holds at most a few tens of MB)."""
 WRITER_START_SECONDS = 60.0
 """How long `wait_for_writers` waits for a live writer process that has not locked its file."""
+READY = ("ready", None, None)
+"""The run creator's first message: connected, taking requests."""
+PLACEHOLDER = "pending-"
+"""How `QueuedTracker.start_trial`'s placeholder run ids begin."""
 BATCH = 256
 """Calls the writer takes at once (their metrics go out in one log_batch per run)."""
 
@@ -104,22 +117,31 @@ def _execute(tracker: Any, jobs: Sequence[tuple], written: dict[str, set[str]]) 
     return errors
 
 
-def _writer_main(jobs: Any, acks: Any, lock_dir: str | None) -> None:
-    """The writer process: import what it needs, learn the tracking URI (its first message),
-    then take calls until the worker says stop or goes away."""
+def _writer_main(jobs: Any, acks: Any, lock_dir: str | None, role: str = "writer") -> None:
+    """The writer process (or the run creator, `role` "creator"): import what it needs,
+    learn the tracking URI (its first message), then take calls until the worker says stop
+    or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which drains us
     lock = None
     if lock_dir is not None:
         Path(lock_dir).mkdir(parents=True, exist_ok=True)
-        lock = open(Path(lock_dir) / f"writer-{os.getpid()}.lock", "a")  # noqa: SIM115
+        lock = open(Path(lock_dir) / f"{role}-{os.getpid()}.lock", "a")  # noqa: SIM115
         fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS when this process ends
     try:
-        _preload()
+        _preload(figures=role != "creator")
         tracking_uri = jobs.recv()  # (an unused writer is terminated instead)
     except (EOFError, OSError):
         tracking_uri = None
     if tracking_uri is not None:
-        _serve(connect(tracking_uri), jobs, acks)
+        serve = _serve_creations if role == "creator" else _serve
+        # "Creating initial MLflow database tables..." (INFO) is the study's to tell, not ours
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        try:
+            tracker = connect(tracking_uri)
+        except Exception:  # e.g. a bad URI: the worker reports it when it connects itself,
+            tracker = None  # and does (or makes) these calls itself
+        if tracker is not None:
+            serve(tracker, jobs, acks)
     if lock is not None:
         with contextlib.suppress(OSError):
             os.unlink(lock.name)
@@ -131,18 +153,19 @@ def _writer_main(jobs: Any, acks: Any, lock_dir: str | None) -> None:
     os._exit(0)
 
 
-def _preload() -> None:
-    """The imports of drawing and logging (a few CPU-seconds), done while the worker starts
-    up rather than while it trains."""
+def _preload(figures: bool = True) -> None:
+    """The imports of logging (and drawing, `figures`: a few CPU-seconds), done while the
+    worker starts up rather than while it trains."""
+    with contextlib.suppress(ImportError):  # only a head start: connect() imports them too
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        from mlflow import MlflowClient  # noqa: F401
+    if not figures:
+        return
     os.environ["MPLBACKEND"] = "Agg"
     import matplotlib  # only in the writer process, which draws the figures
 
     matplotlib.use("Agg")
-    with contextlib.suppress(ImportError):  # only a head start: connect() imports them too
-        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        from mlflow import MlflowClient  # noqa: F401
-
-        from benchmark.reporting import figures  # noqa: F401
+    from benchmark.reporting import figures as _  # noqa: F401
 
 
 def _serve(tracker: Any, jobs: Any, acks: Any) -> None:
@@ -166,6 +189,27 @@ def _serve(tracker: Any, jobs: Any, acks: Any) -> None:
             acks.send([job[0] for job in batch])
 
 
+def _serve_creations(tracker: Any, jobs: Any, replies: Any) -> None:
+    """The run creator: say it is ready, then create each trial run asked for, at once, and
+    answer with its id (or the error) in the order asked."""
+    with contextlib.suppress(OSError):
+        replies.send(READY)
+    while True:
+        try:
+            request = jobs.recv()
+        except (EOFError, OSError):  # the worker is gone: what it asked for was answered
+            return
+        if request is None:
+            return
+        placeholder, parent_run_id, run = request
+        try:
+            reply = (placeholder, tracker.start_trial(parent_run_id, params={}, **run), None)
+        except Exception as err:
+            reply = (placeholder, None, f"{type(err).__name__}: {err}")
+        with contextlib.suppress(OSError):
+            replies.send(reply)
+
+
 # -- the worker's side ----------------------------------------------------------------------
 
 
@@ -173,16 +217,17 @@ class _Channel:
     """One writer process, the pipes to it and (once bound to a tracking URI) the thread
     feeding it from a bounded queue."""
 
-    def __init__(self, lock_dir: Path | None) -> None:
+    def __init__(self, lock_dir: Path | None, role: str = "writer") -> None:
         context = multiprocessing.get_context("spawn")
         jobs_out, self.jobs = context.Pipe(duplex=False)
         self.acks, acks_in = context.Pipe(duplex=False)
         self.bound = False
         self.lock_dir = lock_dir
+        self.role = role
         self.proc = context.Process(
             target=_writer_main,
-            args=(jobs_out, acks_in, str(lock_dir) if lock_dir else None),
-            name="mixbench-writer",
+            args=(jobs_out, acks_in, str(lock_dir) if lock_dir else None, role),
+            name=f"mixbench-{role}",
             daemon=False,  # a daemon is killed when the worker ends; this one finishes first
         )
         mask = threading.current_thread() is threading.main_thread()
@@ -197,7 +242,7 @@ class _Channel:
         acks_in.close()
         if lock_dir is not None:  # visible to wait_for_writers before the writer has started
             lock_dir.mkdir(parents=True, exist_ok=True)
-            (lock_dir / f"writer-{self.proc.pid}.lock").touch()
+            (lock_dir / f"{role}-{self.proc.pid}.lock").touch()
 
     def bind(self, tracking_uri: str, size: int, on_done: Any) -> None:
         """Give the writer its tracking URI and start feeding it calls, `size` at most
@@ -243,21 +288,109 @@ class _Channel:
         self.proc.join()
         if not self.bound and self.lock_dir is not None:
             with contextlib.suppress(OSError):
-                (self.lock_dir / f"writer-{self.proc.pid}.lock").unlink()
+                (self.lock_dir / f"{self.role}-{self.proc.pid}.lock").unlink()
         if self.bound:
             self.acker.join()
         self.jobs.close()
         self.acks.close()
 
 
-class Writers:
-    """Writer processes started ahead of a worker's own start-up (opening the study, loading
-    the data, connecting to MLflow), so that their imports and store connection (a few
-    CPU-seconds) are done by the time training starts; a `QueuedTracker` binds them to its
-    tracking URI. Use it as a context manager: writers no tracker took are stopped on exit."""
+class RunNotCreated(RuntimeError):
+    """MLflow could not create a trial's run (the message is the store's error)."""
 
-    def __init__(self, lock_dir: Path | None = None, count: int | None = None) -> None:
+
+class _Creator:
+    """The run creator process, as the worker sees it: `ask` for a trial run (returns at
+    once), `answer` waits for it. A process of its own, so that the worker's training thread
+    neither waits for the store nor shares its GIL with MLflow's client, and the writers'
+    queued figures do not hold the run up."""
+
+    def __init__(self, lock_dir: Path | None, tracking_uri: str | None = None) -> None:
+        self.channel = _Channel(lock_dir, "creator")
+        self.answers: dict[str, tuple[str | None, str | None]] = {}
+        self.is_ready = False
+        self.gone = False
+        self.uri = tracking_uri
+        if tracking_uri is not None:  # it connects while the worker starts up
+            self._send(tracking_uri)
+
+    @property
+    def bound(self) -> bool:
+        return self.channel.bound
+
+    def bind(self, tracking_uri: str) -> None:
+        if self.uri not in (None, tracking_uri):
+            raise ValueError(
+                f"the run creator was started for tracking URI {mask_url(self.uri)!r}, not "
+                f"{mask_url(tracking_uri)!r}"
+            )
+        self.channel.bound = True
+        if self.uri is None:
+            self.uri = tracking_uri
+            self._send(tracking_uri)
+
+    def _send(self, message: Any) -> None:
+        if not self.gone:
+            try:
+                self.channel.jobs.send(message)
+            except OSError:  # it died: the worker creates the runs itself
+                self.gone = True
+
+    def ready(self) -> bool:
+        """Whether it has connected to the store (asks nothing, waits for nothing)."""
+        try:
+            while not self.is_ready and not self.gone and self.channel.acks.poll():
+                self._take(self.channel.acks.recv())
+        except (EOFError, OSError):  # it died while starting
+            self.gone = True
+        return self.is_ready and not self.gone
+
+    def _take(self, reply: tuple) -> None:
+        if reply == READY:
+            self.is_ready = True
+        else:
+            self.answers[reply[0]] = reply[1:]
+
+    def ask(self, placeholder: str, parent_run_id: str, run: Mapping[str, Any]) -> None:
+        self._send((placeholder, parent_run_id, dict(run)))
+
+    def answer(self, placeholder: str) -> tuple[str | None, str | None] | None:
+        """(run id, None) or (None, error) for a placeholder asked for; None when the
+        creator died before answering."""
+        while placeholder not in self.answers and not self.gone:
+            try:
+                self._take(self.channel.acks.recv())
+            except (EOFError, OSError):
+                self.gone = True
+        return self.answers.pop(placeholder, None)
+
+    def close(self) -> None:
+        if not self.channel.bound:
+            self.channel.close()
+            return
+        self._send(None)
+        self.channel.proc.join()
+        self.channel.jobs.close()
+        self.channel.acks.close()
+
+
+class Writers:
+    """Writer processes (and the run creator) started ahead of a worker's own start-up
+    (opening the study, loading the data, connecting to MLflow), so that their imports and
+    store connection (a few CPU-seconds) are done by the time training starts; a
+    `QueuedTracker` binds them to its tracking URI. Use it as a context manager: writers no
+    tracker took are stopped on exit."""
+
+    def __init__(
+        self,
+        lock_dir: Path | None = None,
+        count: int | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
+        """`tracking_uri`, when known: the run creator connects to it at once (it must be
+        ready when the first trials open); the writers learn it from the tracker."""
         self.lock_dir = lock_dir
+        self.creator = _Creator(lock_dir, tracking_uri)  # first: it is waited for first
         self.channels = [_Channel(lock_dir) for _ in range(count or default_writers())]
 
     def close(self) -> None:
@@ -265,6 +398,8 @@ class Writers:
         for channel in self.channels:
             if not channel.bound:
                 channel.close()
+        if not self.creator.bound:
+            self.creator.close()
 
     def __enter__(self) -> Writers:
         return self
@@ -288,6 +423,11 @@ class QueuedTracker:
     params of `start_trial` return at once (blocking only while `size` calls wait for a
     writer); everything else is the tracker's own, done now. A run's calls all go to one
     writer, in order. `close` waits until every call is done.
+
+    `start_trial` returns at once too: the run creator process creates the run (on a
+    SQLite store shared with the writers that took 14 ms a trial on the training thread,
+    half of it waiting for their commits), and a placeholder id stands for the run until
+    `resolve` gives the real one.
     """
 
     def __init__(
@@ -303,16 +443,23 @@ class QueuedTracker:
         self._tracker = tracker
         self._pending: dict[int, tuple] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._next = 0
         self._closed = False
         if not isinstance(writers, Writers):
             writers = Writers(lock_dir, writers)
-        if any(c.bound for c in writers.channels):
+        if writers.creator.bound or any(c.bound for c in writers.channels):
             raise ValueError("these writers are bound to another QueuedTracker already")
+        self._creator = writers.creator
+        self._creator.bind(tracker.tracking_uri)
         self._channels = writers.channels
         for channel in self._channels:
             channel.bind(tracker.tracking_uri, max(1, size // len(self._channels)), self._done)
         self._route: dict[str, int] = {}
+        self._asked: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
+        """Placeholders of `start_trial` not resolved yet: (parent run, run, params)."""
+        self._resolved: dict[str, str] = {}
+        self._failed: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tracker, name)
@@ -327,6 +474,7 @@ class QueuedTracker:
     def _submit(self, kind: str, run_id: str, args: Any) -> None:
         if self._closed:
             raise RuntimeError("QueuedTracker is closed")
+        run_id = self.resolve(run_id)
         with self._lock:
             job = (self._next, kind, run_id, args)
             self._next += 1
@@ -344,6 +492,8 @@ class QueuedTracker:
         with self._lock:
             for job_id in ids:
                 self._pending.pop(job_id, None)
+            if not self._pending:
+                self._idle.notify_all()
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """As Tracker.log_metrics (non-numeric values dropped), done by the writer."""
@@ -375,13 +525,47 @@ class QueuedTracker:
         self._submit("tags", run_id, {str(k): str(v) for k, v in tags.items()})
 
     def start_trial(self, parent_run_id: str, *, params: Mapping[str, Any], **run: Any) -> str:
-        """As Tracker.start_trial (`run`: its other arguments): the run is created now (its
-        id is needed at once), its params are logged by the writer, before the run's later
-        calls."""
-        run_id = self._tracker.start_trial(parent_run_id, params={}, **run)
-        if params:
-            self._submit("params", run_id, dict(params))
-        return run_id
+        """As Tracker.start_trial (`run`: its other arguments), but the run is created by the
+        run creator process while the caller goes on (building the trial's members):
+        returns a placeholder id, which every call of this tracker takes, and `resolve`
+        gives the run's id (while the creator is still starting, the run is created here,
+        now, and its id returned). Its params are logged by the writer, before the run's
+        later calls."""
+        if self._closed:
+            raise RuntimeError("QueuedTracker is closed")
+        if not self._creator.ready():  # still starting (imports, store): created here, now
+            run_id = self._tracker.start_trial(parent_run_id, params={}, **run)
+            if params:
+                self._submit("params", run_id, dict(params))
+            return run_id
+        placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex}"
+        self._asked[placeholder] = (parent_run_id, run, dict(params))
+        self._creator.ask(placeholder, parent_run_id, run)
+        return placeholder
+
+    def resolve(self, run_id: str) -> str:
+        """The MLflow run id behind `run_id`: a placeholder from `start_trial` waits until
+        its run is created (and raises RunNotCreated if it could not be); a run id is
+        itself. Where the run creator has died, the worker creates the run itself."""
+        if run_id in self._resolved:
+            return self._resolved[run_id]
+        if run_id in self._failed:
+            raise RunNotCreated(self._failed[run_id])
+        if run_id not in self._asked:
+            return run_id
+        parent_run_id, run, params = self._asked.pop(run_id)
+        answer = self._creator.answer(run_id)
+        if answer is None:  # the creator died: the worker creates the run itself
+            created = self._tracker.start_trial(parent_run_id, params={}, **run)
+        elif answer[1] is not None:
+            self._failed[run_id] = answer[1]
+            raise RunNotCreated(answer[1])
+        else:
+            created = answer[0]
+        self._resolved[run_id] = created
+        if params:  # queued before any later call of the run
+            self._submit("params", created, params)
+        return created
 
     def end_trial(self, run_id: str, outcome: str, reason: str | None = None) -> None:
         """As Tracker.end_trial, done by the writer after the run's earlier calls."""
@@ -391,6 +575,12 @@ class QueuedTracker:
         self._submit("end", run_id, (outcome, reason))
 
     # -- the end -----------------------------------------------------------------------------
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until every call made so far is done (the writers are idle then; for tests
+        and drills); False if `timeout` seconds passed first (e.g. a writer died)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._pending, timeout)
 
     def handed_over(self) -> None:
         """Wait until every call made so far is in a writer's pipe (not necessarily done)."""
@@ -408,6 +598,11 @@ class QueuedTracker:
         the calls the worker had to do itself because a writer died ([] normally)."""
         if self._closed:
             return []
+        with _sigint_ignored():  # every run asked for exists, its params queued
+            for placeholder in list(self._asked):
+                with contextlib.suppress(Exception):  # RunNotCreated: the trial recorded it
+                    self.resolve(placeholder)
+            self._creator.close()
         self._closed = True
         waiting = self.pending
         if log is not None and waiting > QUEUE_SIZE // 4:
@@ -447,10 +642,12 @@ def _sigint_ignored() -> Any:
 
 
 def wait_for_writers(lock_dir: Path) -> list[int]:
-    """Wait until every writer with a lock file in `lock_dir` has ended (e.g. the writer of
-    a worker that was SIGKILLed, finishing what it had received); returns their pids."""
+    """Wait until every writer (and run creator) with a lock file in `lock_dir` has ended
+    (e.g. the writer of a worker that was SIGKILLed, finishing what it had received);
+    returns the pids of those still alive when it looked."""
     waited = []
-    for path in sorted(Path(lock_dir).glob("writer-*.lock")):
+    folder = Path(lock_dir)
+    for path in [*sorted(folder.glob("writer-*.lock")), *sorted(folder.glob("creator-*.lock"))]:
         pid = int(path.stem.split("-", 1)[1])
         unlocked_since = None
         while pid_alive(pid):

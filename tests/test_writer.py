@@ -85,11 +85,18 @@ def _writer_pids(folder: Path) -> list[int]:
 def test_ctrl_c_drains_the_writer_queue_and_every_finished_trial_has_its_files(env, monkeypatch):
     locks = env["dir"] / "results" / "studies" / "gan-ring8-wasserstein" / "writers"
     original_epoch, original_close = StandardGAN.train_epoch, writer.QueuedTracker.close
-    calls, stopped, pending_at_close = [], [], []
+    original_init = writer.QueuedTracker.__init__
+    calls, stopped, pending_at_close, trackers = [], [], [], []
+
+    def init(self, *args, **kwargs):
+        trackers.append(self)
+        original_init(self, *args, **kwargs)
 
     def epoch(self):
         calls.append(1)
         if len(calls) == 1:  # hold the writer: nothing the trials log can be done before ^C
+            # once idle: a writer stopped inside a store commit would lock SQLite for all
+            assert trackers[0].wait_done(timeout=60)
             stopped.extend(_writer_pids(locks))
             for pid in stopped:
                 os.kill(pid, signal.SIGSTOP)
@@ -105,12 +112,13 @@ def test_ctrl_c_drains_the_writer_queue_and_every_finished_trial_has_its_files(e
 
     monkeypatch.setattr(StandardGAN, "train_epoch", epoch)
     monkeypatch.setattr(writer.QueuedTracker, "close", close)
+    monkeypatch.setattr(writer.QueuedTracker, "__init__", init)
     argv = ["--space", "gan", "--trials", "4", "--epochs", "1", "--population", "2"]
     assert study_cli.main([*argv, *env["args"]]) == 130
     assert len(stopped) == writer.default_writers() >= 2
-    # trials 0 and 1: params, epoch metrics, objective, files and run end each; 2 and 3:
-    # params and run end
-    assert pending_at_close == [14]
+    # trials 0 and 1: epoch metrics, objective, files and run end each (their params were
+    # logged before the writers were held); 2 and 3: params and run end
+    assert pending_at_close == [12]
 
     study = _study(env, "gan-ring8-wasserstein")
     states = [t.state for t in study.trials]
@@ -228,8 +236,9 @@ def test_sigkilled_worker_its_writer_finishes_what_it_received_and_records_say_t
     assert done.returncode == -signal.SIGKILL, err.read_text()
     (pid,) = json.loads(out.read_text())
     os.kill(pid, signal.SIGCONT)  # the orphaned writer resumes: it finishes what it got
-    assert writer.wait_for_writers(locks) == [pid]
-    assert _gone(pid)
+    # (its run creator, idle, may have exited already when the test looks)
+    assert pid in writer.wait_for_writers(locks)
+    assert _gone(pid) and list(locks.glob("*")) == []
 
     missing = writer.account_artifacts(tracker, parent, study.trials)
     assert missing == {
@@ -296,3 +305,100 @@ def test_writers_started_early_serve_the_tracker_that_binds_them_and_unused_ones
     (channel,) = unused.channels
     assert channel.proc.exitcode == -signal.SIGTERM and not channel.bound  # had nothing to do
     assert list(lock_dir.glob("writer-*.lock")) == []
+
+
+def _ready(queued) -> None:
+    """Wait for the run creator to be connected (its first message), as the worker's first
+    fill may find it still starting."""
+    creator = queued._creator
+    while not creator.is_ready and not creator.gone:
+        creator._take(creator.channel.acks.recv())
+    assert creator.ready()
+
+
+def test_trial_runs_are_created_by_the_run_creator_behind_a_placeholder(env):
+    """`start_trial` returns a placeholder at once; `resolve` gives the run the creator made
+    (name, tags, parent link, params logged before its later calls); calls made with the
+    placeholder land in it. While the creator is still starting, the run is made at once."""
+    tracker = connect(env["uri"])
+    parent = tracker.start_study("creator", tags={}, params={})
+    queued = writer.QueuedTracker(tracker, writers=writer.Writers(env["dir"] / "w", count=1))
+    early = queued.start_trial(parent, study_name="creator", number=0, params={"lr": 0.1})
+    _ready(queued)
+    placeholder = queued.start_trial(
+        parent, study_name="creator", number=1, params={"lr": 0.2}, tags={"worker": "w"}
+    )
+    assert placeholder.startswith(writer.PLACEHOLDER)
+    queued.log_metrics(placeholder, {"w1": 0.25}, 1)
+    queued.end_trial(placeholder, "COMPLETE")
+    run_id = queued.resolve(placeholder)
+    assert queued.resolve(run_id) == run_id and queued.resolve(placeholder) == run_id
+    if early.startswith(writer.PLACEHOLDER):  # the creator was quick: this test cannot tell
+        early = queued.resolve(early)
+    queued.end_trial(early, "FAIL", "test")
+    assert queued.close() == []
+    run = tracker.client.get_run(run_id)
+    assert run.info.run_name == "trial-1 creator" and run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["worker"] == "w"
+    assert run.data.tags["trial"] == "1" and run.data.params == {"lr": "0.2"}
+    assert run.data.metrics == {"w1": 0.25}
+    first = tracker.client.get_run(early)
+    assert first.data.tags["trial"] == "0" and first.data.params == {"lr": "0.1"}
+    assert first.info.status == "FAILED"
+    assert list((env["dir"] / "w").glob("*")) == []  # creator and writer ended, locks gone
+
+
+def test_a_run_the_store_refuses_fails_its_trial_and_a_dead_creator_is_replaced(env):
+    """The creator's error reaches the caller as RunNotCreated (each time it resolves);
+    once the creator is SIGKILLed, the worker creates runs itself."""
+    tracker = connect(env["uri"])
+    parent = tracker.start_study("refused", tags={}, params={})
+    queued = writer.QueuedTracker(tracker, writers=writer.Writers(env["dir"] / "w", count=1))
+    _ready(queued)
+    tracker.client.delete_experiment(tracker.experiment_id)
+    try:
+        doomed = queued.start_trial(parent, study_name="refused", number=1, params={})
+        with pytest.raises(writer.RunNotCreated, match="active"):
+            queued.resolve(doomed)
+        with pytest.raises(writer.RunNotCreated, match="active"):
+            queued.resolve(doomed)
+    finally:
+        tracker.client.restore_experiment(tracker.experiment_id)
+    os.kill(queued._creator.channel.proc.pid, signal.SIGKILL)
+    queued._creator.channel.proc.join()
+    after = queued.start_trial(parent, study_name="refused", number=2, params={"lr": 1})
+    run_id = queued.resolve(after)
+    assert queued.close() == []
+    run = tracker.client.get_run(run_id)
+    assert run.data.tags["trial"] == "2" and run.data.params == {"lr": "1"}
+
+
+def test_a_trial_whose_run_cannot_be_created_fails_and_the_others_train(env, monkeypatch):
+    original = writer.QueuedTracker.resolve
+    refused = []
+
+    def resolve(self, run_id):
+        if run_id in self._asked and not refused:  # the first placeholder the worker links
+            refused.append(run_id)
+            original(self, run_id)  # the run exists; the store's answer is made a refusal
+            raise writer.RunNotCreated("MlflowException: the store refused (test)")
+        return original(self, run_id)
+
+    monkeypatch.setattr(writer.QueuedTracker, "resolve", resolve)
+    monkeypatch.setattr(writer._Creator, "ready", lambda self: True)  # placeholders always
+    argv = ["--space", "gan", "--trials", "3", "--epochs", "1", "--population", "2"]
+    assert study_cli.main([*argv, *env["args"]]) == 0
+    study = _study(env, "gan-ring8-wasserstein")
+    states = sorted(t.state.name for t in study.trials)
+    # a failed trial is not part of the budget: a fourth was taken
+    assert states == ["COMPLETE"] * 3 + ["FAIL"] and len(refused) == 1
+    (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed.user_attrs["reason"] == "RunNotCreated: MlflowException: the store refused (test)"
+    assert "mlflow_run_id" not in failed.user_attrs
+    runs = _runs(env["uri"], study)
+    # the run made behind the refusal: ended by the study's closing sweep, by trial number
+    assert runs[failed.number].info.status == "FAILED"
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["mlflow_run_id"] == runs[t.number].info.run_id
+            assert runs[t.number].info.status == "FINISHED"
