@@ -238,8 +238,8 @@ def _log_mean_history(ctx: WorkerContext, run_id: str, histories: list[list[dict
 def open_trial(ctx: WorkerContext, trial: optuna.Trial) -> tuple[str, TrainableParams, str]:
     """(variant, typed params, MLflow run id) of an asked trial: its config suggested and
     stored, its retry history noted, its nested MLflow run started (with the worker's
-    QueuedTracker the id is a placeholder while a thread creates the run: `link_run` records
-    the real one).
+    QueuedTracker the id is a placeholder while the run creator process makes the run:
+    `link_run` records the real one).
 
     Call it under `signals_deferred()` and assign the result inside that block: a Ctrl-C in
     between would leave an MLflow run that nobody knows to end, RUNNING forever.
@@ -275,6 +275,21 @@ def link_run(ctx: WorkerContext, trial: optuna.Trial, run_id: str) -> str:
     return run_id
 
 
+def _link_late(ctx: WorkerContext, trial: optuna.Trial, run_id: str | None) -> str | None:
+    """The run id of a trial that ends, linked now if it ends before `link_run` (its build
+    failed, Ctrl-C); None when there is no run (it could not be created)."""
+    if run_id is None:
+        return None
+    try:
+        created = ctx.tracker.resolve(run_id)
+    except Exception:  # RunNotCreated: its reason is the trial's
+        return None
+    if created != run_id:
+        with contextlib.suppress(Exception):
+            trial.set_user_attr(records.MLFLOW_RUN_ID, created)
+    return created
+
+
 def close_trial(
     ctx: WorkerContext,
     trial: optuna.Trial,
@@ -285,6 +300,7 @@ def close_trial(
     reason: str | None = None,
 ) -> TrialState:
     """Record how a trial ended, in MLflow and in the study (tell)."""
+    run_id = _link_late(ctx, trial, run_id)
     if state == TrialState.COMPLETE:
         if run_id is not None:
             ctx.tracker.end_trial(run_id, "COMPLETE")
@@ -310,6 +326,7 @@ def interrupt_trial(ctx: WorkerContext, trial: optuna.Trial, run_id: str | None)
     with signals_ignored():  # a second Ctrl-C must not cut the bookkeeping short
         with contextlib.suppress(Exception):
             trial.set_user_attr(records.REASON, reason)
+        run_id = _link_late(ctx, trial, run_id)
         if run_id is not None:
             with contextlib.suppress(Exception):
                 ctx.tracker.end_trial(run_id, "INTERRUPTED", f"interrupted ({how})")
@@ -497,7 +514,7 @@ class _PopulationRunner:
                 break
             self.slots[k] = slot
             opened.append(slot)
-        with self.ctx.clock.part("build"):  # meanwhile a thread creates their MLflow runs
+        with self.ctx.clock.part("build"):  # meanwhile the run creator makes their MLflow runs
             self._build([k for k, s in enumerate(self.slots) if s is not None and s.fresh])
         with self.ctx.clock.part("start trials"):
             for slot in opened:

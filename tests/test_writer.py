@@ -393,7 +393,8 @@ def test_a_trial_whose_run_cannot_be_created_fails_and_the_others_train(env, mon
     # a failed trial is not part of the budget: a fourth was taken
     assert states == ["COMPLETE"] * 3 + ["FAIL"] and len(refused) == 1
     (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert failed.user_attrs["reason"] == "RunNotCreated: MlflowException: the store refused (test)"
+    reason = "RunNotCreated: MlflowException: the store refused (test)"
+    assert failed.user_attrs["reason"] == reason
     assert "mlflow_run_id" not in failed.user_attrs
     runs = _runs(env["uri"], study)
     # the run made behind the refusal: ended by the study's closing sweep, by trial number
@@ -402,3 +403,24 @@ def test_a_trial_whose_run_cannot_be_created_fails_and_the_others_train(env, mon
         if t.state == TrialState.COMPLETE:
             assert t.user_attrs["mlflow_run_id"] == runs[t.number].info.run_id
             assert runs[t.number].info.status == "FINISHED"
+
+
+def test_trials_that_fail_before_they_are_linked_still_name_their_runs(env, monkeypatch):
+    """A population whose build fails ends its trials before the worker linked their runs:
+    each failed trial still records its run, which ends FAILED."""
+    from benchmark import trials
+
+    def build(self, pending):
+        raise RuntimeError("the build broke (test)")
+
+    monkeypatch.setattr(trials._PopulationRunner, "_build", build)
+    monkeypatch.setattr(writer._Creator, "ready", lambda self: True)  # placeholders always
+    argv = ["--space", "gan", "--trials", "2", "--epochs", "1", "--population", "2"]
+    assert study_cli.main([*argv, *env["args"]]) == 1
+    study = _study(env, "gan-ring8-wasserstein")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    runs = _runs(env["uri"], study)
+    for t in study.trials:
+        assert t.user_attrs["reason"] == "RuntimeError: the build broke (test)"
+        assert t.user_attrs["mlflow_run_id"] == runs[t.number].info.run_id
+        assert runs[t.number].info.status == "FAILED"
