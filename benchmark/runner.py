@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "GRID_SAMPLES",
     "MemberRun",
     "RunResult",
+    "frozen_heap",
     "load_data",
     "resolve_device",
     "score_members",
@@ -31,6 +34,21 @@ __all__ = [
 ]
 
 OnEpoch = Callable[[int, dict[str, float]], bool | None]
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Training with the objects made so far (modules, data, store clients) out of the
+    cyclic garbage collector's sight (`gc.freeze`): a full collection otherwise walks them
+    all, 0.3-0.6 s at a time on a worker's heap (MLflow, SQLAlchemy, Optuna, torch), on the
+    training thread. They are handed back to it (`gc.unfreeze`) on the way out."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
 
 GRID_SAMPLES = 64
 """Images (or points) in a finished run's sample grid: the first of its scoring samples."""

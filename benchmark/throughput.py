@@ -155,7 +155,7 @@ def engine_seconds(configs: Sequence[dict[str, Any]], settings: Any, population:
     # and `--help` and the usage errors (exit 2) must not wait for them.
     import torch
 
-    from benchmark.runner import load_data, resolve_device, score_members
+    from benchmark.runner import frozen_heap, load_data, resolve_device, score_members
     from benchmark.trainables import build
 
     device = resolve_device(settings.device)
@@ -175,31 +175,32 @@ def engine_seconds(configs: Sequence[dict[str, Any]], settings: Any, population:
     )
     score_members(warm, data, warm.train_epoch(), n_eval=settings.n_eval, exact=True)
     del warm
-    start = time.perf_counter()
-    for group in groups:
-        trainable = build(
-            group[0]["trainable"],
-            [c["params"] for c in group for _ in seeds],
-            data,
-            seeds=[s for _ in group for s in seeds],
-            device=device,
-            batch_size=settings.batch_size,
-        )
-        for epoch in range(1, settings.epochs + 1):
-            result = trainable.train_epoch()
-            if settings.scored(epoch):
-                last = epoch == settings.epochs
-                score_members(
-                    trainable,
-                    data,
-                    result,
-                    n_eval=settings.n_eval,
-                    exact=last or settings.exact_every_epoch,
-                    extra=last and settings.extra_metrics,
-                )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    with frozen_heap():  # as the worker trains
+        start = time.perf_counter()
+        for group in groups:
+            trainable = build(
+                group[0]["trainable"],
+                [c["params"] for c in group for _ in seeds],
+                data,
+                seeds=[s for _ in group for s in seeds],
+                device=device,
+                batch_size=settings.batch_size,
+            )
+            for epoch in range(1, settings.epochs + 1):
+                result = trainable.train_epoch()
+                if settings.scored(epoch):
+                    last = epoch == settings.epochs
+                    score_members(
+                        trainable,
+                        data,
+                        result,
+                        n_eval=settings.n_eval,
+                        exact=last or settings.exact_every_epoch,
+                        extra=last and settings.extra_metrics,
+                    )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
 
 
 def _device(device: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from benchmark.budget import fail_stale, room_left, wait_for_running
 from benchmark.data import Dataset
 from benchmark.objectives import get_objective
 from benchmark.population import resolve_population
-from benchmark.runner import load_data, resolve_device
+from benchmark.runner import frozen_heap, load_data, resolve_device
 from benchmark.settings import Settings
 from benchmark.signals import interrupt_exit_code, signals_as_interrupt, watch_launcher
 from benchmark.spec import WorkerSpec
@@ -139,7 +139,8 @@ def _run_worker(
         ctx.spec = dataclasses.replace(spec, population=resolve_population(ctx))
         # --population 1 trains a trial's seeds one after another (and the pruner sees each
         # one's epochs); a population (or auto) trains them side by side
-        return run_trials(ctx, seed_after_seed=spec.population == 1, on_trial_end=on_trial_end)
+        with frozen_heap():
+            return run_trials(ctx, seed_after_seed=spec.population == 1, on_trial_end=on_trial_end)
     finally:
         with ctx.clock.part("drain writer"):
             for error in ctx.tracker.close(ctx.log):

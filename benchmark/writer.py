@@ -25,6 +25,7 @@ trial ended without it; the study's closing sweep ends such runs by trial number
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import logging
@@ -63,6 +64,8 @@ QUEUE_SIZE = 64
 are about 0.4 MB for MNIST, so the queue holds at most a few tens of MB)."""
 WRITER_START_SECONDS = 60.0
 """How long `wait_for_writers` waits for a live writer process that has not locked its file."""
+WITHDRAW = "withdraw"
+"""(WITHDRAW, placeholder): the worker made that run itself; the creator skips it."""
 READY = ("ready", None, None)
 """The run creator's first message: connected, taking requests."""
 PLACEHOLDER = "pending-"
@@ -191,17 +194,31 @@ def _serve(tracker: Any, jobs: Any, acks: Any) -> None:
 
 def _serve_creations(tracker: Any, jobs: Any, replies: Any) -> None:
     """The run creator: say it is ready, then create each trial run asked for, at once, and
-    answer with its id (or the error) in the order asked."""
+    answer with its id (or the error) in the order asked; skip those the worker withdrew
+    (it made them itself while this process was starting), reading every message waiting
+    before each creation."""
     with contextlib.suppress(OSError):
         replies.send(READY)
-    while True:
+    asked: collections.deque = collections.deque()
+    withdrawn: set[str] = set()
+    stop = False
+    while asked or not stop:
         try:
-            request = jobs.recv()
-        except (EOFError, OSError):  # the worker is gone: what it asked for was answered
+            while not stop and (not asked or jobs.poll()):
+                message = jobs.recv()
+                if message is None:
+                    stop = True
+                elif message[0] == WITHDRAW:
+                    withdrawn.add(message[1])
+                else:
+                    asked.append(message)
+        except (EOFError, OSError):  # the worker is gone: its trials need no runs now
             return
-        if request is None:
-            return
-        placeholder, parent_run_id, run = request
+        if not asked:
+            continue
+        placeholder, parent_run_id, run = asked.popleft()
+        if placeholder in withdrawn:
+            continue
         try:
             reply = (placeholder, tracker.start_trial(parent_run_id, params={}, **run), None)
         except Exception as err:
@@ -308,6 +325,9 @@ class _Creator:
     def __init__(self, lock_dir: Path | None, tracking_uri: str | None = None) -> None:
         self.channel = _Channel(lock_dir, "creator")
         self.answers: dict[str, tuple[str | None, str | None]] = {}
+        self.withdrawn: set[str] = set()
+        self.duplicates: list[str] = []
+        """Runs it made for withdrawn placeholders (deleted when the tracker closes)."""
         self.is_ready = False
         self.gone = False
         self.uri = tracking_uri
@@ -345,30 +365,41 @@ class _Creator:
             self.gone = True
         return self.is_ready and not self.gone
 
-    def _take(self, reply: tuple) -> None:
-        if reply == READY:
-            self.is_ready = True
-        else:
-            self.answers[reply[0]] = reply[1:]
-
     def ask(self, placeholder: str, parent_run_id: str, run: Mapping[str, Any]) -> None:
         self._send((placeholder, parent_run_id, dict(run)))
 
     def answer(self, placeholder: str) -> tuple[str | None, str | None] | None:
-        """(run id, None) or (None, error) for a placeholder asked for; None when the
-        creator died before answering."""
-        while placeholder not in self.answers and not self.gone:
+        """(run id, None) or (None, error) for a placeholder asked for, waiting for it once
+        the creator is ready; None when it is not ready yet (or died): the caller makes the
+        run itself and the placeholder is withdrawn."""
+        while placeholder not in self.answers and self.ready():
             try:
                 self._take(self.channel.acks.recv())
             except (EOFError, OSError):
                 self.gone = True
-        return self.answers.pop(placeholder, None)
+        if placeholder in self.answers:
+            return self.answers.pop(placeholder)
+        self.withdrawn.add(placeholder)
+        self._send((WITHDRAW, placeholder))
+        return None
+
+    def _take(self, reply: tuple) -> None:
+        if reply == READY:
+            self.is_ready = True
+        elif reply[0] in self.withdrawn:  # made before the withdrawal reached the creator
+            if reply[1] is not None:
+                self.duplicates.append(reply[1])
+        else:
+            self.answers[reply[0]] = reply[1:]
 
     def close(self) -> None:
         if not self.channel.bound:
             self.channel.close()
             return
         self._send(None)
+        with contextlib.suppress(EOFError, OSError):
+            while True:  # answers no one waited for (e.g. for withdrawn placeholders)
+                self._take(self.channel.acks.recv())
         self.channel.proc.join()
         self.channel.jobs.close()
         self.channel.acks.close()
@@ -528,12 +559,11 @@ class QueuedTracker:
         """As Tracker.start_trial (`run`: its other arguments), but the run is created by the
         run creator process while the caller goes on (building the trial's members):
         returns a placeholder id, which every call of this tracker takes, and `resolve`
-        gives the run's id (while the creator is still starting, the run is created here,
-        now, and its id returned). Its params are logged by the writer, before the run's
-        later calls."""
+        gives the run's id. Its params are logged by the writer, before the run's later
+        calls."""
         if self._closed:
             raise RuntimeError("QueuedTracker is closed")
-        if not self._creator.ready():  # still starting (imports, store): created here, now
+        if self._creator.gone:  # it died: runs are created here, now
             run_id = self._tracker.start_trial(parent_run_id, params={}, **run)
             if params:
                 self._submit("params", run_id, dict(params))
@@ -546,7 +576,8 @@ class QueuedTracker:
     def resolve(self, run_id: str) -> str:
         """The MLflow run id behind `run_id`: a placeholder from `start_trial` waits until
         its run is created (and raises RunNotCreated if it could not be); a run id is
-        itself. Where the run creator has died, the worker creates the run itself."""
+        itself. Where the run creator is still starting (or died), the run is made here,
+        now, and the creator told to skip it."""
         if run_id in self._resolved:
             return self._resolved[run_id]
         if run_id in self._failed:
@@ -555,7 +586,7 @@ class QueuedTracker:
             return run_id
         parent_run_id, run, params = self._asked.pop(run_id)
         answer = self._creator.answer(run_id)
-        if answer is None:  # the creator died: the worker creates the run itself
+        if answer is None:  # the creator is still starting, or died: the run is made here
             created = self._tracker.start_trial(parent_run_id, params={}, **run)
         elif answer[1] is not None:
             self._failed[run_id] = answer[1]
@@ -603,6 +634,9 @@ class QueuedTracker:
                 with contextlib.suppress(Exception):  # RunNotCreated: the trial recorded it
                     self.resolve(placeholder)
             self._creator.close()
+            for run_id in self._creator.duplicates:  # a withdrawn run made all the same
+                with contextlib.suppress(Exception):
+                    self._tracker.client.delete_run(run_id)
         self._closed = True
         waiting = self.pending
         if log is not None and waiting > QUEUE_SIZE // 4:
