@@ -19,8 +19,10 @@ Guarantees:
 Trial runs are created by one more process, the run creator (`creator-<pid>.lock`), at
 once and in the order asked: `QueuedTracker.start_trial` returns a placeholder id, and the
 worker resolves it (once the trial's members are built) before the trial trains and records
-the run's id in the trial. A run it created after its worker was SIGKILLed is one whose
-trial ended without it; the study's closing sweep ends such runs by trial number.
+the run's id in the trial. A placeholder resolved while the creator is still starting is
+made by the worker and withdrawn (the creator skips it). When the worker is SIGKILLed the
+creator drops the requests still waiting; a run it was making then belongs to a trial that
+ended without it, and the study's closing sweep ends such runs by trial number.
 """
 
 from __future__ import annotations
@@ -318,9 +320,10 @@ class RunNotCreated(RuntimeError):
 
 class _Creator:
     """The run creator process, as the worker sees it: `ask` for a trial run (returns at
-    once), `answer` waits for it. A process of its own, so that the worker's training thread
-    neither waits for the store nor shares its GIL with MLflow's client, and the writers'
-    queued figures do not hold the run up."""
+    once), `answer` waits for it (or, while the creator is still starting, withdraws the
+    request for the worker to make the run itself). A process of its own, so that the
+    worker's training thread neither waits for the store nor shares its GIL with MLflow's
+    client, and the writers' queued figures do not hold the run up."""
 
     def __init__(self, lock_dir: Path | None, tracking_uri: str | None = None) -> None:
         self.channel = _Channel(lock_dir, "creator")
