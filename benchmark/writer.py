@@ -371,15 +371,19 @@ class _Creator:
     def ask(self, placeholder: str, parent_run_id: str, run: Mapping[str, Any]) -> None:
         self._send((placeholder, parent_run_id, dict(run)))
 
-    def answer(self, placeholder: str) -> tuple[str | None, str | None] | None:
-        """(run id, None) or (None, error) for a placeholder asked for, waiting for it once
-        the creator is ready; None when it is not ready yet (or died): the caller makes the
-        run itself and the placeholder is withdrawn."""
-        while placeholder not in self.answers and self.ready():
-            try:
+    def answer(self, placeholder: str, wait: bool) -> tuple[str | None, str | None] | None:
+        """(run id, None) or (None, error) for a placeholder asked for, waiting for it if
+        `wait` (the creator was ready when it was asked); None when it has not answered
+        and must not be waited for (a creator that has just started makes its first runs
+        slowly), or died: the caller makes the run itself and the placeholder is
+        withdrawn."""
+        try:
+            while placeholder not in self.answers and not self.gone:
+                if not wait and not self.channel.acks.poll():
+                    break
                 self._take(self.channel.acks.recv())
-            except (EOFError, OSError):
-                self.gone = True
+        except (EOFError, OSError):
+            self.gone = True
         if placeholder in self.answers:
             return self.answers.pop(placeholder)
         self.withdrawn.add(placeholder)
@@ -490,8 +494,9 @@ class QueuedTracker:
         for channel in self._channels:
             channel.bind(tracker.tracking_uri, max(1, size // len(self._channels)), self._done)
         self._route: dict[str, int] = {}
-        self._asked: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {}
-        """Placeholders of `start_trial` not resolved yet: (parent run, run, params)."""
+        self._asked: dict[str, tuple[str, dict[str, Any], dict[str, Any], bool]] = {}
+        """Placeholders of `start_trial` not resolved yet: (parent run, run, params, whether
+        the creator was ready when it was asked)."""
         self._resolved: dict[str, str] = {}
         self._failed: dict[str, str] = {}
 
@@ -572,23 +577,25 @@ class QueuedTracker:
                 self._submit("params", run_id, dict(params))
             return run_id
         placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex}"
-        self._asked[placeholder] = (parent_run_id, run, dict(params))
+        ready = self._creator.ready()
+        self._asked[placeholder] = (parent_run_id, run, dict(params), ready)
         self._creator.ask(placeholder, parent_run_id, run)
         return placeholder
 
     def resolve(self, run_id: str) -> str:
         """The MLflow run id behind `run_id`: a placeholder from `start_trial` waits until
         its run is created (and raises RunNotCreated if it could not be); a run id is
-        itself. Where the run creator is still starting (or died), the run is made here,
-        now, and the creator told to skip it."""
+        itself. Where the run creator was still starting when the run was asked for and
+        has not answered yet (or died), the run is made here, now, and the creator told to
+        skip it."""
         if run_id in self._resolved:
             return self._resolved[run_id]
         if run_id in self._failed:
             raise RunNotCreated(self._failed[run_id])
         if run_id not in self._asked:
             return run_id
-        parent_run_id, run, params = self._asked.pop(run_id)
-        answer = self._creator.answer(run_id)
+        parent_run_id, run, params, ready = self._asked.pop(run_id)
+        answer = self._creator.answer(run_id, wait=ready)
         if answer is None:  # the creator is still starting, or died: the run is made here
             created = self._tracker.start_trial(parent_run_id, params={}, **run)
         elif answer[1] is not None:

@@ -323,15 +323,16 @@ def test_trial_runs_are_created_by_the_run_creator_behind_a_placeholder(env):
     tracker = connect(env["uri"])
     parent = tracker.start_study("creator", tags={}, params={})
     queued = writer.QueuedTracker(tracker, writers=writer.Writers(env["dir"] / "w", count=1))
+    _ready(queued)  # (a run asked for before, not answered when resolved, is made here)
     placeholder = queued.start_trial(
         parent, study_name="creator", number=1, params={"lr": 0.2}, tags={"worker": "w"}
     )
     assert placeholder.startswith(writer.PLACEHOLDER)
-    _ready(queued)
     queued.log_metrics(placeholder, {"w1": 0.25}, 1)
     queued.end_trial(placeholder, "COMPLETE")
     run_id = queued.resolve(placeholder)
     assert queued.resolve(run_id) == run_id and queued.resolve(placeholder) == run_id
+    assert queued._creator.withdrawn == set()  # the creator made it
     assert queued.close() == []
     run = tracker.client.get_run(run_id)
     assert run.info.run_name == "trial-1 creator" and run.info.status == "FINISHED"
