@@ -571,14 +571,11 @@ class QueuedTracker:
         calls."""
         if self._closed:
             raise RuntimeError("QueuedTracker is closed")
-        if self._creator.gone:  # it died: runs are created here, now
-            run_id = self._tracker.start_trial(parent_run_id, params={}, **run)
-            if params:
-                self._submit("params", run_id, dict(params))
-            return run_id
         placeholder = f"{PLACEHOLDER}{uuid.uuid4().hex}"
         ready = self._creator.ready()
         self._asked[placeholder] = (parent_run_id, run, dict(params), ready)
+        if self._creator.gone:  # it died: `resolve` makes the run here, now
+            return self.resolve(placeholder)
         self._creator.ask(placeholder, parent_run_id, run)
         return placeholder
 
